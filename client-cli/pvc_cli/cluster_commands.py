@@ -1,0 +1,68 @@
+"""``pvc cluster ...``: create the tree and summarise the cluster."""
+
+from __future__ import annotations
+
+import click
+
+from pvc_common import cluster_ops
+
+from .context import store_of
+from .output import Cell, format_option, render_data, render_fields
+
+
+@click.group()
+def cluster() -> None:
+    """Create the cluster's ZooKeeper tree and show its status."""
+
+
+@cluster.command()
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Wipe an existing cluster (every VM, node and network) and start again.",
+)
+@click.pass_context
+def init(ctx: click.Context, yes: bool) -> None:
+    """Create the cluster's tree in ZooKeeper (refuses to wipe one without --yes)."""
+    cluster_ops.init_cluster(store_of(ctx), wipe=yes)
+    click.echo("Cluster initialised")
+
+
+@cluster.command()
+@format_option()
+@click.pass_context
+def status(ctx: click.Context, output_format: str) -> None:
+    """Summarise nodes, VMs and networks."""
+    summary = cluster_ops.cluster_status(store_of(ctx))
+    if output_format != "pretty":
+        click.echo(render_data(summary.as_dict(), output_format))
+        return
+
+    def counts(values: dict[str, int]) -> str:
+        return ", ".join(f"{count} {state}" for state, count in values.items()) or "-"
+
+    click.echo(
+        render_fields(
+            [
+                (
+                    "Health",
+                    Cell("healthy", "green") if summary.healthy else Cell("degraded", "yellow"),
+                ),
+                (
+                    "Nodes",
+                    f"{summary.node_count} ({counts(summary.nodes_by_daemon_state)}; "
+                    f"{counts(summary.nodes_by_domain_state)})",
+                ),
+                ("VMs", f"{summary.vm_count} ({counts(summary.vms_by_state)})"),
+                (
+                    "Failed VMs",
+                    Cell(", ".join(summary.failed_vms), "red") if summary.failed_vms else "-",
+                ),
+                ("Networks", str(summary.network_count)),
+                ("Primary node", summary.primary_node or "-"),
+                ("Default selector", summary.default_selector),
+                ("Schema version", str(summary.schema_version)),
+            ]
+        )
+    )

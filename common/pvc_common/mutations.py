@@ -1,0 +1,94 @@
+"""The one mutation point of each entity: version-checked writes and the event line.
+
+Every change of a VM or a node goes through :func:`update_vm` / :func:`update_node`
+(or the create/delete functions here). Each one rewrites the entity's own znode with the
+version it was read at, so a concurrent writer gets a :class:`Conflict` instead of a
+lost update, and logs one fixed-format event line on the ``pvc.events`` logger, e.g.
+``vm 'web1': migrate hv1 -> hv2``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from . import schema
+from .models import NodeRecord, VmRecord
+from .store import Check, Create, Delete, Op, SetData, ZkStore
+
+EVENTS = logging.getLogger("pvc.events")
+
+
+def _vm_key_ops(uuid: str, values: Mapping[str, Any]) -> list[Op]:
+    return [
+        SetData(schema.domain_key_path(uuid, key), schema.DOMAIN_FIELD[key].encode(value))
+        for key, value in values.items()
+    ]
+
+
+def create_vm(store: ZkStore, vm: VmRecord, *, event: str) -> VmRecord:
+    """Create every key of a new VM in one transaction; :class:`Conflict` if it exists."""
+    values = _vm_values(vm)
+    ops: list[Op] = [
+        Check(schema.SCHEMA_VERSION_PATH, -1),
+        Create(schema.domain_path(vm.uuid), vm.name.encode()),
+    ]
+    ops.extend(
+        Create(schema.domain_key_path(vm.uuid, field.key), field.encode(values[field.key]))
+        for field in schema.DOMAIN_FIELDS
+    )
+    store.commit(ops)
+    EVENTS.info("vm %r: %s", vm.name, event)
+    return replace(vm, version=0)
+
+
+def update_vm(
+    store: ZkStore,
+    vm: VmRecord,
+    changes: Mapping[str, Any],
+    *,
+    event: str,
+    name: str | None = None,
+) -> VmRecord:
+    """Write ``changes`` (field key -> value) to ``vm`` if nobody changed it since it was read.
+
+    ``name`` renames the VM (its own znode holds the name). Returns the record as written.
+    """
+    new_name = vm.name if name is None else name
+    ops: list[Op] = [SetData(schema.domain_path(vm.uuid), new_name.encode(), vm.version)]
+    ops.extend(_vm_key_ops(vm.uuid, changes))
+    store.commit(ops)
+    EVENTS.info("vm %r: %s", new_name, event)
+    return replace(vm, name=new_name, version=vm.version + 1, **changes)
+
+
+def delete_vm(store: ZkStore, vm: VmRecord, *, event: str) -> None:
+    """Remove a VM and every key below it in one transaction, if unchanged since read."""
+    own = schema.domain_path(vm.uuid)
+    below = store.descendants(own)
+    # Children must go before their parents inside the transaction.
+    ops: list[Op] = [Delete(path) for path in reversed(below)]
+    ops.append(Delete(own, vm.version))
+    store.commit(ops)
+    EVENTS.info("vm %r: %s", vm.name, event)
+
+
+def update_node(
+    store: ZkStore, node: NodeRecord, changes: Mapping[str, Any], *, event: str
+) -> NodeRecord:
+    """Write ``changes`` to ``node`` if nobody changed the node's row since it was read."""
+    ops: list[Op] = [SetData(schema.node_path(node.name), node.node_type.encode(), node.version)]
+    ops.extend(
+        SetData(schema.node_key_path(node.name, key), schema.NODE_FIELD[key].encode(value))
+        for key, value in changes.items()
+    )
+    store.commit(ops)
+    EVENTS.info("node %r: %s", node.name, event)
+    return replace(node, version=node.version + 1, **changes)
+
+
+def _vm_values(vm: VmRecord) -> dict[str, Any]:
+    values = {field.key: getattr(vm, field.key, field.default) for field in schema.DOMAIN_FIELDS}
+    return values

@@ -1,0 +1,83 @@
+"""Node operations: registration, listing, and the flush/ready intent the daemons carry out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import schema
+from .errors import InvalidInput, PreconditionFailed
+from .models import NodeRecord
+from .mutations import EVENTS, update_node
+from .snapshot import check_schema, load_node, load_nodes
+from .store import Create, Op, SetData, ZkStore
+
+#: What an operator may ask of a node's VM hosting, and what it writes.
+DOMAIN_STATE_ACTIONS = {"flush": "flush", "ready": "unflush"}
+
+
+def register_node(
+    store: ZkStore, name: str, *, node_type: str = "hypervisor", **figures: Any
+) -> NodeRecord:
+    """Create a node's keys (or reset its type and figures) in one transaction.
+
+    The node daemon calls this at start; ``figures`` are :data:`schema.NODE_FIELDS` values
+    (e.g. ``memtotal=8192``). Keys not given keep their value, or get their default on a
+    new node.
+    """
+    schema.validate_node_name(name)
+    if node_type not in schema.NODE_TYPES:
+        raise InvalidInput(f"invalid node type {node_type!r}: use {' or '.join(schema.NODE_TYPES)}")
+    unknown = sorted(set(figures) - set(schema.NODE_FIELD))
+    if unknown:
+        raise InvalidInput(f"unknown node key(s): {', '.join(unknown)}")
+    check_schema(store)
+    own = schema.node_path(name)
+    ops: list[Op] = []
+    if store.exists(own):
+        ops.append(SetData(own, node_type.encode()))
+        existing = set(store.children(own))
+    else:
+        ops.append(Create(own, node_type.encode()))
+        existing = set()
+    for field in schema.NODE_FIELDS:
+        path = schema.node_key_path(name, field.key)
+        if field.key in figures:
+            data = field.encode(figures[field.key])
+            ops.append(SetData(path, data) if field.key in existing else Create(path, data))
+        elif field.key not in existing:
+            ops.append(Create(path, field.encode(field.default)))
+    store.commit(ops)
+    EVENTS.info("node %r: registered as %s", name, node_type)
+    return load_node(store, name)
+
+
+def list_nodes(store: ZkStore) -> list[NodeRecord]:
+    """Every node, sorted by name."""
+    check_schema(store)
+    return load_nodes(store)
+
+
+def node_info(store: ZkStore, name: str) -> NodeRecord:
+    """One node; :class:`NotFound` when unknown."""
+    check_schema(store)
+    return load_node(store, name)
+
+
+def set_node_domain_state(store: ZkStore, name: str, action: str) -> NodeRecord:
+    """Ask the node's daemon to ``flush`` (drain) or ``ready`` (refill) the node.
+
+    Only the intent is written: ``flush`` sets ``domainstate=flush``; ``ready`` sets
+    ``unflush``. The daemon moves the VMs and ends in ``flushed`` or ``ready``.
+    """
+    if action not in DOMAIN_STATE_ACTIONS:
+        raise InvalidInput(f"invalid action {action!r}: use flush or ready")
+    node = node_info(store, name)
+    wanted = DOMAIN_STATE_ACTIONS[action]
+    already = {"flush": ("flush", "flushed"), "ready": ("ready", "unflush")}[action]
+    if node.domainstate in already:
+        raise PreconditionFailed(f"node {name!r} is already {node.domainstate}")
+    if node.domainstate == "fence-flush":
+        raise PreconditionFailed(f"node {name!r} is being recovered after a fence; wait for it")
+    return update_node(
+        store, node, {"domainstate": wanted}, event=f"{action} (was {node.domainstate})"
+    )

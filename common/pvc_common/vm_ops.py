@@ -1,0 +1,423 @@
+"""VM operations shared by the CLI and the API: read, decide with the pure core, write intent.
+
+Every function takes a connected :class:`ZkStore` and names a VM by its exact name or
+UUID. State changes only write the desired state; the node daemons carry it out.
+Every refusal is a :class:`PvcError` with a one-line reason, raised before anything is
+written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import schema
+from .domain_xml import parse_domain_xml
+from .errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PvcError
+from .models import DomainInfo, NodeRecord, VmRecord
+from .mutations import create_vm, delete_vm, update_vm
+from .placement import check_explicit_target, select_target_node
+from .snapshot import (
+    check_schema,
+    find_vm,
+    load_default_selector,
+    load_networks,
+    load_nodes,
+    load_vms,
+)
+from .storage import RbdCommand, VolumeRemover
+from .store import ZkStore
+from .vm_rules import (
+    ACTIVE_STATES,
+    Change,
+    check_migratable,
+    migration_change,
+    move_change,
+    state_change,
+    unmigrate_change,
+)
+
+# --------------------------------------------------------------------------- input parsing
+
+
+def parse_node_limit(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Turn ``'hv1,hv2'`` (or a list) into a sorted tuple; ``''`` is the empty limit.
+
+    None means "not given" (leave the limit as it is).
+    """
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = sorted({item.strip() for item in items if item.strip()})
+    for name in names:
+        schema.validate_node_name(name)
+    return tuple(names)
+
+
+def _validate_limit(limit: tuple[str, ...], nodes: Sequence[NodeRecord]) -> None:
+    known = {node.name for node in nodes}
+    unknown = [name for name in limit if name not in known]
+    if unknown:
+        raise InvalidInput(f"node limit names unknown node(s): {', '.join(unknown)}")
+
+
+def _validate_selector(selector: str) -> str:
+    if selector not in schema.SELECTORS:
+        raise InvalidInput(
+            f"invalid selector {selector!r}: use one of {', '.join(schema.SELECTORS)}"
+        )
+    return selector
+
+
+# --------------------------------------------------------------------------- define / meta / modify
+
+
+def define_vm(
+    store: ZkStore,
+    xml: str,
+    *,
+    target: str | None = None,
+    limit: str | Sequence[str] | None = None,
+    selector: str = "none",
+    autostart: bool = False,
+) -> VmRecord:
+    """Define a VM from its libvirt XML, stopped, on ``target`` or an automatic choice.
+
+    Without a target, the node is chosen with the ``limit`` and ``selector`` given here,
+    so a VM never starts life outside the limit it was defined with.
+    """
+    domain = parse_domain_xml(xml)
+    node_limit = parse_node_limit(limit) or ()
+    _validate_selector(selector)
+    check_schema(store)
+    nodes = load_nodes(store)
+    _validate_limit(node_limit, nodes)
+    _refuse_duplicate(store, domain)
+    node = _initial_node(store, nodes, domain, target, node_limit, selector)
+    record = VmRecord(
+        uuid=domain.uuid,
+        name=domain.name,
+        xml=xml if isinstance(xml, str) else xml.decode(),
+        state="stop",
+        node=node,
+        node_limit=node_limit,
+        node_selector=selector,
+        node_autostart=autostart,
+        rbdlist=domain.rbd_volumes,
+    )
+    return create_vm(store, record, event=f"define on {node}")
+
+
+def _refuse_duplicate(store: ZkStore, domain: DomainInfo) -> None:
+    for ref in (domain.uuid, domain.name):
+        try:
+            existing = find_vm(store, ref)
+        except NotFound:
+            continue
+        raise Conflict(f"a VM {existing.name!r} with UUID {existing.uuid} already exists")
+
+
+def _initial_node(
+    store: ZkStore,
+    nodes: Sequence[NodeRecord],
+    domain: DomainInfo,
+    target: str | None,
+    node_limit: tuple[str, ...],
+    selector: str,
+) -> str:
+    if target:
+        _check_target(nodes, target, domain, node_limit, current_node=None)
+        return target
+    placement = select_target_node(
+        nodes,
+        vm_name=domain.name,
+        memory_mib=domain.memory_mib,
+        node_limit=node_limit,
+        selector=selector,
+        default_selector=load_default_selector(store),
+    )
+    if placement.node is None:
+        raise PreconditionFailed(placement.reason)
+    return placement.node
+
+
+def _check_target(
+    nodes: Sequence[NodeRecord],
+    target: str,
+    domain: DomainInfo,
+    node_limit: Sequence[str],
+    current_node: str | None,
+) -> None:
+    if target not in {node.name for node in nodes}:
+        raise NotFound(f"no node named {target!r}")
+    reason = check_explicit_target(
+        nodes,
+        target,
+        vm_name=domain.name,
+        memory_mib=domain.memory_mib,
+        node_limit=node_limit,
+        current_node=current_node,
+    )
+    if reason:
+        raise PreconditionFailed(reason)
+
+
+def set_vm_meta(
+    store: ZkStore,
+    vm_ref: str,
+    *,
+    limit: str | Sequence[str] | None = None,
+    selector: str | None = None,
+    autostart: bool | None = None,
+) -> VmRecord:
+    """Change only the metadata given (None = keep); ``limit=''`` clears the limit."""
+    vm = find_vm(store, vm_ref)
+    changes: dict[str, Any] = {}
+    node_limit = parse_node_limit(limit)
+    if node_limit is not None:
+        _validate_limit(node_limit, load_nodes(store))
+        changes["node_limit"] = node_limit
+    if selector is not None:
+        changes["node_selector"] = _validate_selector(selector)
+    if autostart is not None:
+        changes["node_autostart"] = autostart
+    if not changes:
+        raise InvalidInput("nothing to change: give a limit, a selector or autostart")
+    described = ", ".join(f"{key}={_show(value)}" for key, value in changes.items())
+    return update_vm(store, vm, changes, event=f"meta {described}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "''"
+    return str(value)
+
+
+def modify_vm(store: ZkStore, vm_ref: str, xml: str, *, restart: bool = False) -> VmRecord:
+    """Replace a VM's XML; everything derived from it (name, RBD list) follows.
+
+    The UUID cannot change. With ``restart``, a running VM is restarted to apply it.
+    """
+    vm = find_vm(store, vm_ref)
+    domain = parse_domain_xml(xml)
+    if domain.uuid != vm.uuid:
+        raise InvalidInput(
+            f"the new XML has UUID {domain.uuid}, but VM {vm.name!r} is {vm.uuid}: "
+            "a VM's UUID cannot change"
+        )
+    if domain.name != vm.name:
+        try:
+            other = find_vm(store, domain.name)
+        except NotFound:
+            pass
+        else:
+            raise Conflict(f"another VM is already named {other.name!r} ({other.uuid})")
+    changes: dict[str, Any] = {"xml": xml, "rbdlist": domain.rbd_volumes}
+    if restart and vm.state == "start":
+        changes["state"] = "restart"
+    renamed = f" (renamed from {vm.name!r})" if domain.name != vm.name else ""
+    return update_vm(store, vm, changes, event=f"modify XML{renamed}", name=domain.name)
+
+
+# ---------------------------------------------------------------- undefine / remove / dump
+
+
+def undefine_vm(store: ZkStore, vm_ref: str) -> VmRecord:
+    """Remove a stopped VM from the cluster, keeping its disks."""
+    vm = find_vm(store, vm_ref)
+    _refuse_active(vm, "undefine")
+    delete_vm(store, vm, event="undefine")
+    return vm
+
+
+def remove_vm(store: ZkStore, vm_ref: str, *, volumes: VolumeRemover | None = None) -> VmRecord:
+    """Remove a stopped VM and delete its RBD disks.
+
+    The VM is first claimed (``state=delete``, version-checked) so no one else acts on
+    it; it leaves the tree only after every disk is gone. If a disk cannot be deleted,
+    the VM stays (``state=delete`` with the reason in ``failedreason``) and the command
+    can simply be run again.
+    """
+    vm = find_vm(store, vm_ref)
+    if vm.state != "delete":
+        _refuse_active(vm, "remove")
+    remover = volumes or RbdCommand()
+    if vm.rbdlist:
+        remover.check_available()
+    claimed = update_vm(store, vm, {"state": "delete", "failedreason": ""}, event="remove")
+    for volume in claimed.rbdlist:
+        try:
+            remover.remove(volume)
+        except PvcError as error:
+            update_vm(
+                store,
+                claimed,
+                {"failedreason": f"removing {volume}: {error}"},
+                event=f"remove failed at {volume}",
+            )
+            raise
+    delete_vm(store, claimed, event="removed with its disks")
+    return vm
+
+
+def _refuse_active(vm: VmRecord, action: str) -> None:
+    if vm.state in ACTIVE_STATES or vm.state == "shutdown":
+        raise PreconditionFailed(
+            f"cannot {action} VM {vm.name!r} while its state is {vm.state}: stop it first"
+        )
+
+
+def dump_vm(store: ZkStore, vm_ref: str) -> str:
+    """The VM's libvirt XML as stored."""
+    return find_vm(store, vm_ref).xml
+
+
+# --------------------------------------------------------------------------- state and placement
+
+
+def change_vm_state(store: ZkStore, vm_ref: str, action: str) -> VmRecord:
+    """Write the desired state ``start|restart|shutdown|stop|disable`` for the node daemon."""
+    vm = find_vm(store, vm_ref)
+    return _apply(store, vm, state_change(vm, action))
+
+
+def migrate_vm(
+    store: ZkStore, vm_ref: str, *, target: str | None = None, force: bool = False
+) -> VmRecord:
+    """Temporarily migrate a VM to ``target`` (or the node its selector chooses)."""
+    vm = find_vm(store, vm_ref)
+    check_migratable(vm, force=force)
+    node = _migration_target(store, vm, target)
+    return _apply(store, vm, migration_change(vm, node, force=force))
+
+
+def move_vm(store: ZkStore, vm_ref: str, *, target: str | None = None) -> VmRecord:
+    """Permanently move a VM to ``target`` (or the node its selector chooses)."""
+    vm = find_vm(store, vm_ref)
+    node = _migration_target(store, vm, target)
+    return _apply(store, vm, move_change(vm, node))
+
+
+def unmigrate_vm(store: ZkStore, vm_ref: str) -> VmRecord:
+    """Send a migrated VM back to its previous node."""
+    vm = find_vm(store, vm_ref)
+    change = unmigrate_change(vm)
+    _check_target(load_nodes(store), vm.lastnode, _domain(vm), vm.node_limit, vm.node)
+    return _apply(store, vm, change)
+
+
+def _migration_target(store: ZkStore, vm: VmRecord, target: str | None) -> str:
+    nodes = load_nodes(store)
+    domain = _domain(vm)
+    if target:
+        _check_target(nodes, target, domain, vm.node_limit, vm.node)
+        return target
+    placement = select_target_node(
+        nodes,
+        vm_name=vm.name,
+        memory_mib=domain.memory_mib,
+        node_limit=vm.node_limit,
+        selector=vm.node_selector,
+        default_selector=load_default_selector(store),
+        current_node=vm.node,
+    )
+    if placement.node is None:
+        raise PreconditionFailed(placement.reason)
+    return placement.node
+
+
+def _apply(store: ZkStore, vm: VmRecord, change: Change) -> VmRecord:
+    return update_vm(store, vm, change.values, event=change.event)
+
+
+def _domain(vm: VmRecord) -> DomainInfo:
+    try:
+        return parse_domain_xml(vm.xml)
+    except InvalidInput as error:
+        raise PreconditionFailed(f"VM {vm.name!r} has an unusable stored XML: {error}") from None
+
+
+# --------------------------------------------------------------------------- list / info
+
+
+@dataclass(frozen=True)
+class VmView:
+    """A VM with what its XML says and which of its networks the cluster does not know."""
+
+    record: VmRecord
+    domain: DomainInfo | None
+    xml_error: str
+    unknown_networks: tuple[str, ...]
+
+    def as_dict(self, *, long: bool = False) -> dict[str, Any]:
+        """Plain data for JSON/YAML output."""
+        vm = self.record
+        data: dict[str, Any] = {
+            "name": vm.name,
+            "uuid": vm.uuid,
+            "state": vm.state,
+            "node": vm.node,
+            "lastnode": vm.lastnode,
+            "migrated": bool(vm.lastnode),
+            "failed_reason": vm.failedreason,
+            "node_limit": list(vm.node_limit),
+            "node_selector": vm.node_selector,
+            "node_autostart": vm.node_autostart,
+            "memory_mib": self.domain.memory_mib if self.domain else None,
+            "vcpus": self.domain.vcpus if self.domain else None,
+            "networks": list(self.domain.networks) if self.domain else [],
+            "unknown_networks": list(self.unknown_networks),
+            "rbd_list": list(vm.rbdlist),
+            "console_log": bool(self.domain and self.domain.console_log_path),
+        }
+        if self.xml_error:
+            data["xml_error"] = self.xml_error
+        if long and self.domain:
+            data["disks"] = [vars(disk) for disk in self.domain.disks]
+            data["interfaces"] = [vars(interface) for interface in self.domain.interfaces]
+            data["console_log_path"] = self.domain.console_log_path
+            topology = self.domain.topology
+            data["topology"] = vars(topology) if topology else None
+        return data
+
+
+def _view(vm: VmRecord, known_networks: set[str]) -> VmView:
+    try:
+        domain: DomainInfo | None = parse_domain_xml(vm.xml)
+        error = ""
+    except InvalidInput as problem:
+        domain, error = None, str(problem)
+    unknown = tuple(n for n in (domain.networks if domain else ()) if n not in known_networks)
+    return VmView(vm, domain, error, unknown)
+
+
+def list_vms(
+    store: ZkStore,
+    *,
+    node: str | None = None,
+    state: str | None = None,
+    name_filter: str | None = None,
+) -> list[VmView]:
+    """Every VM (optionally on one node, in one state, or whose name contains a text)."""
+    if state is not None and state not in schema.VM_STATES:
+        raise InvalidInput(f"invalid state {state!r}: use one of {', '.join(schema.VM_STATES)}")
+    check_schema(store)
+    known = {str(network.vni) for network in load_networks(store)}
+    views = []
+    for vm in load_vms(store):
+        if node and vm.node != node:
+            continue
+        if state and vm.state != state:
+            continue
+        if name_filter and name_filter not in vm.name and name_filter != vm.uuid:
+            continue
+        views.append(_view(vm, known))
+    return views
+
+
+def vm_info(store: ZkStore, vm_ref: str) -> VmView:
+    """One VM in detail."""
+    vm = find_vm(store, vm_ref)
+    known = {str(network.vni) for network in load_networks(store)}
+    return _view(vm, known)
