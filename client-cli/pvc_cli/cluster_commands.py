@@ -7,7 +7,7 @@ import click
 from pvc_common import cluster_ops
 
 from .context import store_of
-from .output import Cell, format_option, render_data, render_fields
+from .output import Cell, echo, format_option, render_data, render_fields
 
 
 @click.group()
@@ -36,7 +36,7 @@ def status(ctx: click.Context, output_format: str) -> None:
     """Summarise nodes, VMs and networks."""
     summary = cluster_ops.cluster_status(store_of(ctx))
     if output_format != "pretty":
-        click.echo(render_data(summary.as_dict(), output_format))
+        echo(render_data(summary.as_dict(), output_format))
         return
 
     def counts(values: dict[str, int]) -> str:

@@ -86,8 +86,12 @@ def cli(ctx: click.Context, hosts: str, timeout: float, verbose: bool) -> None:
     Commands write the desired state into ZooKeeper; the node daemons carry it out.
     """
     if verbose:
-        logging.basicConfig(format="%(message)s", level=logging.WARNING)
+        logging.basicConfig(format="%(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("pvc.events").setLevel(logging.INFO)
+    else:
+        # Without a handler, Python prints library warnings (kazoo's reconnect attempts) on
+        # stderr; the user is owed one line, the error itself.
+        logging.getLogger().addHandler(logging.NullHandler())
     session = Session(hosts, timeout)
     ctx.obj = session
     ctx.call_on_close(session.close)

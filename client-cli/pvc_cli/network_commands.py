@@ -9,7 +9,7 @@ import click
 from pvc_common import network_ops, schema
 
 from .context import confirm, store_of, yes_option
-from .output import format_option, render_data, render_fields, render_table
+from .output import echo, format_option, render_data, render_fields, render_table
 
 
 @click.group()
@@ -43,10 +43,10 @@ def list_command(ctx: click.Context, output_format: str) -> None:
     """List the registered networks."""
     networks = network_ops.list_networks(store_of(ctx))
     if output_format != "pretty":
-        click.echo(render_data([dataclasses.asdict(n) for n in networks], output_format))
+        echo(render_data([dataclasses.asdict(n) for n in networks], output_format))
         return
     rows = [[str(n.vni), n.nettype, n.description] for n in networks]
-    click.echo(render_table(["VNI", "Type", "Description"], rows))
+    echo(render_table(["VNI", "Type", "Description"], rows))
 
 
 @network.command()
@@ -59,7 +59,7 @@ def info(ctx: click.Context, output_format: str, vni: int) -> None:
     record = network_ops.network_info(store, vni)
     users = network_ops.network_users(store, record.vni)
     if output_format != "pretty":
-        click.echo(render_data({**dataclasses.asdict(record), "vms": users}, output_format))
+        echo(render_data({**dataclasses.asdict(record), "vms": users}, output_format))
         return
     click.echo(
         render_fields(

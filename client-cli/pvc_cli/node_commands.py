@@ -11,7 +11,7 @@ from pvc_common import node_ops
 from pvc_common.models import NodeRecord
 
 from .context import store_of
-from .output import Cell, format_option, render_data, render_fields, render_table, state_cell
+from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
 
 
 @click.group()
@@ -36,7 +36,7 @@ def list_command(ctx: click.Context, output_format: str) -> None:
     """List the nodes with their states and figures (memory in MiB)."""
     nodes = node_ops.list_nodes(store_of(ctx))
     if output_format != "pretty":
-        click.echo(render_data([node_as_dict(n) for n in nodes], output_format))
+        echo(render_data([node_as_dict(n) for n in nodes], output_format))
         return
     headers = [
         "Name",
@@ -67,7 +67,7 @@ def list_command(ctx: click.Context, output_format: str) -> None:
         ]
         for n in nodes
     ]
-    click.echo(render_table(headers, rows))
+    echo(render_table(headers, rows))
 
 
 @node.command()
@@ -78,7 +78,7 @@ def info(ctx: click.Context, output_format: str, name: str) -> None:
     """Show one node."""
     n = node_ops.node_info(store_of(ctx), name)
     if output_format != "pretty":
-        click.echo(render_data(node_as_dict(n), output_format))
+        echo(render_data(node_as_dict(n), output_format))
         return
     click.echo(
         render_fields(

@@ -19,9 +19,15 @@ FORMATS = ("pretty", "json", "yaml")
 
 
 def colour_enabled() -> bool:
-    """Whether to colour output: a terminal, and no ``NO_COLOR`` in the environment."""
+    """Whether to colour output.
+
+    ``NO_COLOR`` (any value) turns colour off; ``CLICOLOR_FORCE`` (not ``0``) turns it on
+    even when piped; otherwise colour follows whether standard output is a terminal.
+    """
     if os.environ.get("NO_COLOR", "") != "":
         return False
+    if os.environ.get("CLICOLOR_FORCE", "0") not in ("", "0"):
+        return True
     return sys.stdout.isatty()
 
 
@@ -38,7 +44,12 @@ def paint(text: str, colour: str | None = None, *, bold: bool = False) -> str:
     """``text`` in ``colour`` when colour is enabled, else unchanged."""
     if not colour_enabled() or (colour is None and not bold):
         return text
-    return click.style(text, fg=colour, bold=bold)
+    return click.style(text, fg=colour, bold=bold or None)
+
+
+def echo(text: str) -> None:
+    """Print ``text``; click strips colour codes when not on a terminal unless told otherwise."""
+    click.echo(text, color=colour_enabled())
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Cell | str]]) -> str:

@@ -12,7 +12,7 @@ from pvc_common.models import VmRecord
 from pvc_common.vm_ops import VmView
 
 from .context import confirm, store_of, yes_option
-from .output import Cell, format_option, render_data, render_fields, render_table, state_cell
+from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
 
 SELECTOR_CHOICE = click.Choice(schema.SELECTORS)
 LIMIT_HELP = "Comma-separated nodes the VM may run on; '' clears the limit."
@@ -248,10 +248,10 @@ def list_command(
         for view in views:
             click.echo(view.record.name)
     elif output_format != "pretty":
-        click.echo(render_data([view.as_dict() for view in views], output_format))
+        echo(render_data([view.as_dict() for view in views], output_format))
     else:
         headers = ["Name", "UUID", "State", "Networks", "RAM", "vCPUs", "Node", "Migrated"]
-        click.echo(render_table(headers, [_vm_row(view) for view in views]))
+        echo(render_table(headers, [_vm_row(view) for view in views]))
 
 
 @vm.command()
@@ -269,9 +269,9 @@ def info(ctx: click.Context, long_output: bool, output_format: str, vm_ref: str)
     """Show a VM's state, placement metadata and resources."""
     view = vm_ops.vm_info(store_of(ctx), vm_ref)
     if output_format != "pretty":
-        click.echo(render_data(view.as_dict(long=long_output), output_format))
+        echo(render_data(view.as_dict(long=long_output), output_format))
         return
-    click.echo(render_fields(_info_fields(view, long_output)))
+    echo(render_fields(_info_fields(view, long_output)))
 
 
 def _info_fields(view: VmView, long_output: bool) -> list[tuple[str, Cell | str]]:
