@@ -1,0 +1,84 @@
+"""The pure lifecycle and migration rules, table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvc_common.errors import InvalidInput, PreconditionFailed
+from pvc_common.models import VmRecord
+from pvc_common.vm_rules import (
+    migration_change,
+    move_change,
+    state_change,
+    unmigrate_change,
+)
+
+
+def vm(state: str = "stop", node: str = "hv1", lastnode: str = "") -> VmRecord:
+    return VmRecord(uuid="u", name="web1", state=state, node=node, lastnode=lastnode)
+
+
+ALLOWED = {
+    "start": {"stop", "shutdown", "disable", "fail"},
+    "restart": {"start"},
+    "shutdown": {"start", "restart"},
+    "stop": {"start", "restart", "shutdown", "migrate", "fail"},
+    "disable": {"start", "restart", "shutdown", "stop", "fail"},
+}
+STATES = ["start", "restart", "shutdown", "stop", "migrate", "disable", "fail", "delete"]
+
+
+@pytest.mark.parametrize("action", sorted(ALLOWED))
+@pytest.mark.parametrize("state", STATES)
+def test_state_actions_follow_the_table(action: str, state: str) -> None:
+    if state in ALLOWED[action]:
+        change = state_change(vm(state), action)
+        assert change.values["state"] == action
+        assert change.event == f"{action} (was {state})"
+    else:
+        with pytest.raises(PreconditionFailed):
+            state_change(vm(state), action)
+
+
+def test_start_clears_the_previous_failure() -> None:
+    assert state_change(vm("fail"), "start").values == {"state": "start", "failedreason": ""}
+    assert "failedreason" not in state_change(vm("start"), "stop").values
+
+
+def test_unknown_action_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="unknown VM action 'pause'"):
+        state_change(vm(), "pause")
+
+
+@pytest.mark.parametrize(
+    ("record", "force", "expected"),
+    [
+        (vm("start"), False, {"node": "hv2", "lastnode": "hv1", "state": "migrate"}),
+        (vm("restart"), False, {"node": "hv2", "lastnode": "hv1", "state": "migrate"}),
+        (vm("stop"), False, {"node": "hv2", "lastnode": "hv1"}),
+        # --force on a migrated VM keeps the original previous node (its home)
+        (vm("start", "hv3", "hv1"), True, {"node": "hv2", "lastnode": "hv1", "state": "migrate"}),
+    ],
+)
+def test_migration_bookkeeping(record: VmRecord, force: bool, expected: dict[str, str]) -> None:
+    assert migration_change(record, "hv2", force=force).values == expected
+
+
+def test_migration_refusals() -> None:
+    with pytest.raises(PreconditionFailed, match="already migrated from hv1"):
+        migration_change(vm("start", "hv3", "hv1"), "hv2")
+    with pytest.raises(PreconditionFailed, match="already migrating"):
+        migration_change(vm("migrate", "hv2", "hv1"), "hv3", force=True)
+    with pytest.raises(PreconditionFailed, match="being removed"):
+        move_change(vm("delete"), "hv2")
+
+
+def test_move_and_unmigrate_clear_the_previous_node() -> None:
+    assert move_change(vm("start", "hv3", "hv1"), "hv2").values == {
+        "node": "hv2",
+        "lastnode": "",
+        "state": "migrate",
+    }
+    assert unmigrate_change(vm("stop", "hv3", "hv1")).values == {"node": "hv1", "lastnode": ""}
+    with pytest.raises(PreconditionFailed, match="not migrated"):
+        unmigrate_change(vm("start"))
