@@ -23,8 +23,8 @@ integration: venv system-deps
 	$(BIN)/pytest -q tests/integration
 
 lint: venv system-deps
-	$(BIN)/ruff check common client-cli tests benchmarks
-	$(BIN)/ruff format --check common client-cli tests benchmarks
+	$(BIN)/ruff check common client-cli tests benchmarks docs
+	$(BIN)/ruff format --check common client-cli tests benchmarks docs
 	$(BIN)/mypy
 
 bench: venv system-deps

@@ -43,8 +43,7 @@ def _done(record: VmRecord, what: str) -> None:
     "-a/-A",
     "--autostart/--no-autostart",
     default=False,
-    show_default=True,
-    help="Start it when its node is next ready after a flush or fence.",
+    help="Start it when its node is next ready after a flush or fence (default: off).",
 )
 @click.argument("xmlfile", type=click.File("r"))
 @click.pass_context

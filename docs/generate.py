@@ -1,0 +1,402 @@
+"""Render the reference documents from the code: ``docs/schema.md`` and ``docs/cli.md``.
+
+``schema.md`` comes from :mod:`pvc_common.schema` (paths, fields, codecs, defaults, doc
+strings and value sets); ``cli.md`` from the Click ``cli`` group, whose help text is
+rendered by Click itself at a fixed width. The output depends on nothing but the code,
+so a stale document is a failing check, not a matter of taste.
+
+Usage::
+
+    .venv/bin/python docs/generate.py           # (re)write the documents
+    .venv/bin/python docs/generate.py --check   # exit 1 if either is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pvc_cli.main import DEFAULT_ZOOKEEPER, cli
+from pvc_common import schema, store
+from pvc_common.errors import PvcError
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTH = 100
+DIFF_LINES = 40
+
+# How each codec writes a value, by codec name. An unknown codec is an error, so a new one
+# cannot reach the documents without a description.
+CODECS: dict[str, tuple[str, str]] = {
+    "text": ("text", "The string as it is."),
+    "bool": (
+        "`'True'`/`'False'`",
+        "Written `True` or `False`; `true`, `1` and `yes` in any case also read as true, "
+        "anything else as false.",
+    ),
+    "int": (
+        "integer",
+        "Decimal digits; a fraction is truncated when read, and an unreadable value reads as 0.",
+    ),
+    "float": (
+        "decimal, 2 places",
+        "Written with two decimal places (`0.35`); an unreadable value reads as 0.",
+    ),
+    "comma-list": (
+        "comma-separated list",
+        "Items joined by `,` without spaces; blanks around items and empty items are dropped.",
+    ),
+    "space-list": (
+        "space-separated list",
+        "Items joined by one space; any run of whitespace separates items when read.",
+    ),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def cell(text: str) -> str:
+    """Make ``text`` safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def code(value: str) -> str:
+    """``value`` as inline code; the empty string is shown as ``''``."""
+    return f"`{value}`" if value else "`''`"
+
+
+def values(items: Sequence[str]) -> str:
+    """A comma-separated list of inline-code values."""
+    return ", ".join(code(item) for item in items)
+
+
+def codec_label(codec: schema.Codec[Any]) -> str:
+    """The readable name of a codec."""
+    if codec.name not in CODECS:
+        raise KeyError(f"codec {codec.name!r} has no description in docs/generate.py")
+    return CODECS[codec.name][0]
+
+
+def field_table(fields: Sequence[schema.Field[Any]]) -> list[str]:
+    """One row per field: key, encoding, default when missing or empty, meaning."""
+    rows = ["| Key | Encoding | Default | Meaning |", "|---|---|---|---|"]
+    for field in fields:
+        default = code(field.codec.encode_text(field.default))
+        rows.append(
+            f"| {code(field.key)} | {cell(codec_label(field.codec))} | {cell(default)} "
+            f"| {cell(field.doc)} |"
+        )
+    return rows
+
+
+def docstring(obj: object) -> str:
+    """The first paragraph of ``obj``'s docstring, with reST markup turned into Markdown."""
+    text = (obj.__doc__ or "").strip().split("\n\n")[0]
+    text = re.sub(r":\w+:`([^`]+)`", r"`\1`", " ".join(text.split()))
+    return text.replace("``", "`")
+
+
+# --------------------------------------------------------------------------- schema.md
+
+SCHEMA_INTRO = f"""\
+# ZooKeeper tree
+
+This is the reference of everything the cluster keeps in ZooKeeper. It is generated from
+`common/pvc_common/schema.py` by `docs/generate.py`; do not edit it by hand.
+
+Every value is a UTF-8 string. The layout and the string formats follow the tree of the
+classic PVC cluster manager (as of its 0.6 release), so that operators who know that tree,
+and the scripts they wrote against it, find every key where they expect it and can read it
+the same way. The few places where we differ are listed at the end.
+
+## Schema version
+
+`{schema.SCHEMA_VERSION_PATH}` holds the layout version of the tree as an integer (this program
+reads and writes version {schema.SCHEMA_VERSION}). `pvc cluster init` creates it in the same
+transaction as the rest of the tree, and wiping a cluster deletes it first, so a tree without
+it is not initialised: commands refuse to use it and say to run `pvc cluster init`.
+A program that finds a version newer than its own refuses to read or change the tree (a
+precondition failure, exit code 5) and asks to be upgraded: it never guesses at a layout
+it does not know.
+
+## Row versions
+
+The data of an entity's own znode (`/domains/<uuid>` holds the VM's name, `/nodes/<name>`
+the node's type) doubles as the entity's row version. Every change of a VM or a node, even
+one that touches a single child key, rewrites that data in the same transaction, on the
+condition that its ZooKeeper version is still the one that was read. Two writers that read
+the same version therefore cannot both commit: the second gets a conflict (exit code 4,
+HTTP 409) and must read again, instead of silently overwriting the first one's change. The
+child keys themselves are written without a check; the parent's version guards them all.
+Networks are only ever created or deleted whole, each in a single transaction.
+
+## Reads
+
+Listing the cluster reads thousands of znodes (one per key of every VM and node). They are
+read with ZooKeeper's multi-read, up to {store.READ_BATCH} paths per request, and every request is
+sent before any answer is awaited, so a listing costs a few round trips whatever the size
+of the cluster. Servers older than ZooKeeper 3.6, which have no multi-read, get pipelined
+single reads instead.
+
+## Missing keys and encodings
+
+A key that is missing, or holds the empty string, reads as the default given in the tables
+below. Values are written in these encodings:
+"""
+
+SCHEMA_DIFFERENCES = f"""\
+## Differences from the classic tree
+
+- A VM whose last action failed has the state `fail`; PVC 0.6 wrote `failed`. Scripts that
+  look for `failed` must look for `fail`.
+- The cluster's default selector, the one a VM with the selector `none` uses, is kept in
+  the tree, at `{schema.config_key_path("migration_target_selector")}`, so that every client and
+  daemon agrees on it. A value that is not one of {values(schema.DEFAULT_SELECTORS)}
+  reads as `{schema.DEFAULT_SELECTOR}`.
+- `{schema.SCHEMA_VERSION_PATH}` and `{schema.CONFIG_PATH}` exist from the first version of the
+  tree; PVC added them only after 0.6.
+- The node memory figures ({values([f.key for f in schema.NODE_FIELDS if "MiB" in f.doc])})
+  are integers in MiB.
+"""
+
+
+def render_schema() -> str:
+    """The whole of ``docs/schema.md``."""
+    lines = [SCHEMA_INTRO.rstrip("\n"), "", "| Encoding | Stored as |", "|---|---|"]
+    lines += [f"| {cell(label)} | {cell(text)} |" for label, text in CODECS.values()]
+    lines += [
+        "",
+        "## Tree",
+        "",
+        "| Path | Encoding | Default | Meaning |",
+        "|---|---|---|---|",
+        f"| {code(schema.SCHEMA_VERSION_PATH)} | integer | none: the tree is not initialised "
+        f"| Layout version of the tree (currently {schema.SCHEMA_VERSION}). |",
+        f"| {code(schema.PRIMARY_NODE_PATH)} | text | `''` "
+        "| Name of the primary coordinator; `''` when there is none. |",
+        f"| `{schema.DOMAINS_PATH}/<uuid>` | text | | The VM's name; one child per key below. |",
+        f"| `{schema.NODES_PATH}/<name>` | text | "
+        f"| The node's type ({values(schema.NODE_TYPES)}); one child per key below. |",
+        f"| `{schema.NETWORKS_PATH}/<vni>` | text "
+        "| | The network's description; one child per key below. |",
+        f"| `{schema.CONFIG_PATH}/<key>` | | | Cluster-wide settings, one znode per key below. |",
+    ]
+    entities = [
+        (f"{schema.DOMAINS_PATH}/<uuid>", "A VM, by its libvirt UUID.", schema.DOMAIN_FIELDS),
+        (f"{schema.NODES_PATH}/<name>", "A node, by its host name.", schema.NODE_FIELDS),
+        (
+            f"{schema.NETWORKS_PATH}/<vni>",
+            "A network, by its VXLAN network identifier (1 to 16777215).",
+            schema.NETWORK_FIELDS,
+        ),
+        (f"{schema.CONFIG_PATH}/<key>", "Cluster-wide settings.", schema.CONFIG_FIELDS),
+    ]
+    for path, summary, fields in entities:
+        lines += ["", f"## `{path}`", "", summary, "", *field_table(fields)]
+    value_sets = [
+        ("VM states", "`state` of a VM", schema.VM_STATES),
+        ("Node daemon states", "`daemonstate` of a node", schema.NODE_DAEMON_STATES),
+        ("Node domain states", "`domainstate` of a node", schema.NODE_DOMAIN_STATES),
+        ("Node types", "data of `/nodes/<name>`", schema.NODE_TYPES),
+        ("Selectors", "`node_selector` of a VM", schema.SELECTORS),
+        ("Default selectors", "`migration_target_selector`", schema.DEFAULT_SELECTORS),
+        ("Network types", "`nettype` of a network", schema.NETWORK_TYPES),
+    ]
+    lines += ["", "## Allowed values", "", "| Set | Used by | Values |", "|---|---|---|"]
+    lines += [f"| {name} | {used} | {values(items)} |" for name, used, items in value_sets]
+    lines += ["", SCHEMA_DIFFERENCES.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- cli.md
+
+
+def walk(
+    command: click.Command, name: str, parent: click.Context | None
+) -> Iterator[click.Context]:
+    """A help context for ``command`` and, recursively, each subcommand, sorted by name."""
+    settings = {**command.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    ctx = click.Context(command, info_name=name, parent=parent, **settings)
+    yield ctx
+    if isinstance(command, click.Group):
+        for sub_name in sorted(command.list_commands(ctx)):
+            sub = command.get_command(ctx, sub_name)
+            if sub is not None and not sub.hidden:
+                yield from walk(sub, sub_name, ctx)
+
+
+def commands_with(contexts: Sequence[click.Context], param: str, help_word: str = "") -> str:
+    """The commands with an option named ``param`` whose help mentions ``help_word``."""
+    paths = [
+        ctx.command_path
+        for ctx in contexts
+        if any(
+            p.name == param and help_word in (getattr(p, "help", None) or "")
+            for p in ctx.command.params
+        )
+    ]
+    return ", ".join(f"`{path}`" for path in paths)
+
+
+def exit_code_rows() -> list[str]:
+    """The exit code table, from the error classes' ``exit_code`` and docstrings."""
+    classes: list[type[PvcError]] = []
+    pending = list(PvcError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        classes.append(error)
+        pending.extend(error.__subclasses__())
+    codes = [
+        (0, "Success."),
+        (
+            PvcError.exit_code,
+            "Any other error the cluster reported (for example a failed `rbd` command), a "
+            "declined confirmation (`Aborted!`), or a bug (reported with a traceback).",
+        ),
+        (
+            2,
+            "A usage error found by the command line parser: an unknown option, a missing "
+            "argument, a value that is not one of the choices.",
+        ),
+    ]
+    # By code (a stable sort: on a shared code the hand-written row comes first), then by name.
+    classes.sort(key=lambda error: error.__name__)
+    codes += [(error.exit_code, f"{docstring(error)} (`{error.__name__}`)") for error in classes]
+    ordered = sorted(codes, key=lambda row: row[0])
+    return ["| Code | Meaning |", "|---|---|", *(f"| {c} | {cell(text)} |" for c, text in ordered)]
+
+
+def fenced(text: str) -> str:
+    """``text`` in a fenced code block whose fence is longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text.rstrip()}\n{fence}"
+
+
+def render_cli() -> str:
+    """The whole of ``docs/cli.md``."""
+    contexts = list(walk(cli, "pvc", None))
+    lines = [
+        "# Command line reference",
+        "",
+        "The `pvc` command manages the cluster by writing its desired state into ZooKeeper;",
+        "the node daemons carry it out. This reference is generated from the command",
+        "definitions by `docs/generate.py`; do not edit it by hand.",
+        "",
+        "## Global options",
+        "",
+        "Global options go before the command, as in `pvc -z hv1:2181 vm list`:",
+        "",
+        "- `-z/--zookeeper HOSTS`: the ZooKeeper connect string, `host:port[,host:port...]` with",
+        "  an optional `/chroot`. When it is not given, the `PVC_ZOOKEEPER` environment variable",
+        f"  is used, and without that `{DEFAULT_ZOOKEEPER}`.",
+        "- `--timeout SECONDS` (or `PVC_TIMEOUT`): how long to wait for ZooKeeper before giving",
+        "  up with exit code 6.",
+        "- `-v/--verbose`: print the change events the command writes, one line each, on",
+        "  standard error.",
+        "- `--version`, and `-h/--help`, which every command accepts.",
+        "",
+        "## Output",
+        "",
+        "Commands that show cluster state print aligned tables by default. `-o/--format json` or",
+        "`-o/--format yaml` prints the same data for scripts instead; use those rather than",
+        "parsing the tables, whose layout may change. The option is accepted by",
+        f"{commands_with(contexts, 'output_format')}.",
+        "",
+        "Tables are coloured only when standard output is a terminal. Setting `NO_COLOR` to any",
+        "non-empty value turns colour off; setting `CLICOLOR_FORCE` to anything but `0` turns it",
+        "on even when the output is piped. `NO_COLOR` wins when both are set.",
+        "",
+        "## Confirmation",
+        "",
+        "Commands that destroy or interrupt something ask for confirmation first; `-y/--yes`",
+        "answers yes. When the answer is no, or standard input ends without an answer, the",
+        "command prints `Aborted!` and exits with code 1 without changing anything. The",
+        f"option is accepted by {commands_with(contexts, 'yes', 'confirmation')}.",
+        "",
+        "`pvc cluster init` never asks: without `-y/--yes` it refuses to touch an existing",
+        "cluster, and with it it wipes that cluster (every VM, node and network) and starts",
+        "again.",
+        "",
+        "## Exit codes",
+        "",
+        "Errors are printed as one line, `Error: ...`, on standard error.",
+        "",
+        *exit_code_rows(),
+    ]
+    for ctx in contexts:
+        lines += ["", f"## {ctx.command_path}", "", fenced(ctx.command.get_help(ctx))]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+OUTPUTS: dict[str, Callable[[], str]] = {
+    "docs/schema.md": render_schema,
+    "docs/cli.md": render_cli,
+}
+
+
+def stale_message(name: str) -> str:
+    """What to say about a document that does not match the code."""
+    return f"{name} is out of date: run .venv/bin/python docs/generate.py"
+
+
+def diff(name: str, current: str, expected: str) -> str:
+    """A unified diff from the file on disk to what would be written, cut to a few lines."""
+    lines = list(
+        difflib.unified_diff(
+            current.splitlines(keepends=True),
+            expected.splitlines(keepends=True),
+            f"{name} (on disk)",
+            f"{name} (generated)",
+        )
+    )
+    if len(lines) > DIFF_LINES:
+        lines = [*lines[:DIFF_LINES], f"... ({len(lines) - DIFF_LINES} more diff lines)\n"]
+    return "".join(lines)
+
+
+def stale() -> list[tuple[str, str]]:
+    """Each out-of-date document, with a short diff of what would change."""
+    found = []
+    for name, render in OUTPUTS.items():
+        path = ROOT / name
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        expected = render()
+        if current != expected:
+            found.append((name, diff(name, current, expected)))
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the documents, or with ``--check`` report the stale ones and return 1."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 when stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = stale()
+        for name, text in problems:
+            print(stale_message(name))
+            print(text)
+        return 1 if problems else 0
+    for name, render in OUTPUTS.items():
+        path = ROOT / name
+        text = render()
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            print(f"{name}: unchanged")
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"{name}: written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
