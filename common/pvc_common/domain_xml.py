@@ -7,6 +7,7 @@ means, and this module extracts what placement, storage locking and console logg
 from __future__ import annotations
 
 import re
+import threading
 from typing import Final
 
 from lxml import etree
@@ -176,6 +177,19 @@ def _console_log_path(root: etree._Element) -> str | None:
     return None
 
 
+_PARSERS = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    # Building a parser costs as much as parsing a small document; one per thread is reused
+    # (an lxml parser must not be shared between threads).
+    parser: etree.XMLParser | None = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        _PARSERS.parser = parser
+    return parser
+
+
 def _parse_root(xml: str | bytes) -> etree._Element:
     if isinstance(xml, str):
         # Parse text as bytes: lxml refuses a str that carries an encoding declaration.
@@ -187,9 +201,8 @@ def _parse_root(xml: str | bytes) -> etree._Element:
         raise _invalid(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
     if not xml.strip():
         raise _invalid("document is empty")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
-        root = etree.fromstring(xml, parser)
+        root = etree.fromstring(xml, _parser())
     except etree.XMLSyntaxError as error:
         message = _POSITION.sub("", str(error.msg))
         raise _invalid(f"{message}, line {error.lineno}") from None

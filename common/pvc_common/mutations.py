@@ -16,7 +16,7 @@ from typing import Any
 
 from . import schema
 from .models import NodeRecord, VmRecord
-from .store import Check, Create, Delete, Op, SetData, ZkStore
+from .store import Create, Delete, Op, SetData, ZkStore
 
 EVENTS = logging.getLogger("pvc.events")
 
@@ -28,11 +28,16 @@ def _vm_key_ops(uuid: str, values: Mapping[str, Any]) -> list[Op]:
     ]
 
 
-def create_vm(store: ZkStore, vm: VmRecord, *, event: str) -> VmRecord:
-    """Create every key of a new VM in one transaction; :class:`Conflict` if it exists."""
+def create_vm(store: ZkStore, vm: VmRecord, *, listing_version: int, event: str) -> VmRecord:
+    """Create every key of a new VM in one transaction; :class:`Conflict` if it exists.
+
+    ``listing_version`` is the version of ``/domains`` at which the caller checked that the
+    name is free; the transaction rewrites ``/domains`` at that version, so a concurrent
+    define of the same name gets a conflict instead of a duplicate.
+    """
     values = _vm_values(vm)
     ops: list[Op] = [
-        Check(schema.SCHEMA_VERSION_PATH, -1),
+        SetData(schema.DOMAINS_PATH, b"", listing_version),
         Create(schema.domain_path(vm.uuid), vm.name.encode()),
     ]
     ops.extend(

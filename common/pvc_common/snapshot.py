@@ -155,6 +155,17 @@ def load_snapshot(store: ZkStore, *, with_vms: bool = True) -> ClusterSnapshot:
     )
 
 
+def load_vm_names(store: ZkStore) -> dict[str, str]:
+    """UUID -> name of every VM, in one listing and one batched read."""
+    uuids = store.children(schema.DOMAINS_PATH)
+    reads = store.read_many([schema.domain_path(uuid) for uuid in uuids])
+    return {
+        uuid: read.data.decode("utf-8", "replace")
+        for uuid, read in zip(uuids, reads, strict=True)
+        if read is not None
+    }
+
+
 def find_vm(store: ZkStore, name_or_uuid: str) -> VmRecord:
     """Find one VM by its exact UUID or exact name (never a prefix).
 
@@ -164,17 +175,11 @@ def find_vm(store: ZkStore, name_or_uuid: str) -> VmRecord:
     wanted = name_or_uuid.strip()
     if not wanted:
         raise NotFound("no VM named ''")
-    uuids = store.children(schema.DOMAINS_PATH)
-    if schema.is_uuid(wanted) and wanted.lower() in uuids:
-        return load_vms(store, [wanted.lower()])[0]
-    names = store.read_many([schema.domain_path(uuid) for uuid in uuids])
-    matches = [
-        uuid
-        for uuid, read in zip(uuids, names, strict=True)
-        if read and read.data.decode() == wanted
-    ]
-    if not matches:
-        raise NotFound(f"no VM named {wanted!r}")
+    names = load_vm_names(store)
+    if schema.is_uuid(wanted) and wanted.lower() in names:
+        matches = [wanted.lower()]
+    else:
+        matches = [uuid for uuid, name in names.items() if name == wanted]
     if len(matches) > 1:
         raise PreconditionFailed(
             f"several VMs are named {wanted!r} ({', '.join(matches)}): give a UUID"

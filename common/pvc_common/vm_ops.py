@@ -24,6 +24,7 @@ from .snapshot import (
     load_default_selector,
     load_networks,
     load_nodes,
+    load_vm_names,
     load_vms,
 )
 from .storage import RbdCommand, VolumeRemover
@@ -93,7 +94,7 @@ def define_vm(
     check_schema(store)
     nodes = load_nodes(store)
     _validate_limit(node_limit, nodes)
-    _refuse_duplicate(store, domain)
+    listing_version = _refuse_duplicate(store, domain)
     node = _initial_node(store, nodes, domain, target, node_limit, selector)
     record = VmRecord(
         uuid=domain.uuid,
@@ -106,16 +107,22 @@ def define_vm(
         node_autostart=autostart,
         rbdlist=domain.rbd_volumes,
     )
-    return create_vm(store, record, event=f"define on {node}")
+    return create_vm(store, record, listing_version=listing_version, event=f"define on {node}")
 
 
-def _refuse_duplicate(store: ZkStore, domain: DomainInfo) -> None:
-    for ref in (domain.uuid, domain.name):
-        try:
-            existing = find_vm(store, ref)
-        except NotFound:
-            continue
-        raise Conflict(f"a VM {existing.name!r} with UUID {existing.uuid} already exists")
+def _refuse_duplicate(store: ZkStore, domain: DomainInfo) -> int:
+    """Refuse a name or UUID already in use; return the version of ``/domains`` read first.
+
+    Every define rewrites ``/domains`` at that version, so two defines racing with the same
+    new name cannot both pass this check and commit.
+    """
+    listing_version = store.get(schema.DOMAINS_PATH).version
+    names = load_vm_names(store)
+    clash = domain.uuid if domain.uuid in names else None
+    clash = clash or next((uuid for uuid, name in names.items() if name == domain.name), None)
+    if clash is not None:
+        raise Conflict(f"a VM {names[clash]!r} with UUID {clash} already exists")
+    return listing_version
 
 
 def _initial_node(

@@ -8,7 +8,8 @@ import pytest
 
 from pvc_common import schema
 from pvc_common.errors import Conflict
-from pvc_common.mutations import update_vm
+from pvc_common.models import VmRecord
+from pvc_common.mutations import create_vm, update_vm
 from pvc_common.snapshot import find_vm
 from pvc_common.store import ZkStore
 from pvc_common.vm_ops import define_vm, migrate_vm, set_vm_meta
@@ -96,3 +97,16 @@ def test_conflict_is_one_line_from_the_cli_operation(cluster: ZkStore, web1: str
         update_vm(cluster, stale, {"node_autostart": True}, event="meta")
     assert "\n" not in str(caught.value)
     assert find_vm(cluster, web1).node_autostart is False
+
+
+def test_racing_defines_of_one_name_give_one_conflict_not_a_duplicate(cluster: ZkStore) -> None:
+    # Both writers checked that 'db1' was free at the same listing version...
+    listing_version = cluster.get(schema.DOMAINS_PATH).version
+    first = VmRecord(uuid=vm_uuid(7), name="db1", xml=domain_xml("db1", vm_uuid(7)), node="hv1")
+    second = VmRecord(uuid=vm_uuid(8), name="db1", xml=domain_xml("db1", vm_uuid(8)), node="hv2")
+    create_vm(cluster, first, listing_version=listing_version, event="define")
+    # ...so the second, under another UUID (another path), must still be refused.
+    with pytest.raises(Conflict, match="changed by another writer"):
+        create_vm(cluster, second, listing_version=listing_version, event="define")
+    assert find_vm(cluster, "db1").uuid == vm_uuid(7)
+    assert cluster.children(schema.DOMAINS_PATH) == [vm_uuid(7)]
