@@ -1,0 +1,1 @@
+"""Helpers that run real services (ZooKeeper) for the integration tests."""
