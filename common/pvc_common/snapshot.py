@@ -175,6 +175,7 @@ def find_vm(store: ZkStore, name_or_uuid: str) -> VmRecord:
     wanted = name_or_uuid.strip()
     if not wanted:
         raise NotFound("no VM named ''")
+    check_schema(store)
     names = load_vm_names(store)
     if schema.is_uuid(wanted) and wanted.lower() in names:
         matches = [wanted.lower()]

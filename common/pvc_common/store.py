@@ -200,12 +200,12 @@ class ZkStore:
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists."""
-        return self._retry(lambda: self._client.exists(path)) is not None
+        return self._retry(lambda: self._wait(self._client.exists_async(path))) is not None
 
     def get(self, path: str) -> Read:
         """Data and version of ``path``; :class:`NotFound` when it does not exist."""
         try:
-            data, stat = self._retry(lambda: self._client.get(path))
+            data, stat = self._retry(lambda: self._wait(self._client.get_async(path)))
         except NoNodeError:
             raise NotFound(f"{path} does not exist") from None
         return Read(data or b"", stat.version)
@@ -213,7 +213,7 @@ class ZkStore:
     def children(self, path: str) -> list[str]:
         """Sorted names of the children of ``path``; :class:`NotFound` when it does not exist."""
         try:
-            return sorted(self._retry(lambda: self._client.get_children(path)))
+            return sorted(self._retry(lambda: self._wait(self._client.get_children_async(path))))
         except NoNodeError:
             raise NotFound(f"{path} does not exist") from None
 
@@ -315,9 +315,9 @@ class ZkStore:
                     transaction.check(op.path, op.version)
                 else:
                     transaction.delete(op.path, op.version)
-            return list(transaction.commit())
+            return list(self._wait(transaction.commit_async()))
 
-        results = self._retry(once)
+        results = self._retry(once, writing=True)
         failure = next((r for r in results if isinstance(r, Exception)), None)
         if failure is None:
             return
@@ -346,7 +346,12 @@ class ZkStore:
 
     # ----------------------------------------------------------------- plumbing
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _wait(self, result: Any) -> Any:
+        # Every call waits at most `timeout`: kazoo's blocking calls would wait for ever on a
+        # paused server or one without quorum, since a request made while disconnected queues.
+        return result.get(timeout=self.timeout)
+
+    def _retry(self, call: Callable[[], T], *, writing: bool = False) -> T:
         """Run ``call``, retrying through lost connections, mapping failures to StoreUnavailable."""
         try:
             return self._client.retry(call)  # type: ignore[no-any-return]
@@ -358,7 +363,9 @@ class ZkStore:
             OperationTimeoutError,
             KazooTimeoutError,
         ) as error:
+            # A request already queued may still reach the server once it answers again.
+            maybe = "; the change may still be applied when it answers: re-read to check"
             raise StoreUnavailable(
                 f"ZooKeeper at {self.hosts} did not answer in {self.timeout:g} s "
-                f"({type(error).__name__})"
+                f"({type(error).__name__}){maybe if writing else ''}"
             ) from None

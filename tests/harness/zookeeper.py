@@ -654,9 +654,16 @@ def main(argv: list[str] | None = None) -> int:
         target = ZooKeeperServer(workdir)
     else:
         target = ZooKeeperEnsemble(workdir, args.members)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # `kill PID` should stop the servers as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         with target:
             print(f"ZooKeeper serving at {target.hosts} (files in {workdir}); Ctrl-C stops it")
+            sys.stdout.flush()
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
