@@ -6,9 +6,9 @@ Every reader builds its list of paths from :mod:`pvc_common.schema`, reads them 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import schema
 from .errors import NotFound, PreconditionFailed
@@ -57,53 +57,62 @@ def _decode_fields(
     }
 
 
+K = TypeVar("K")
+
+
+def _read_entities(
+    store: ZkStore,
+    keys: Sequence[K],
+    own_path: Callable[[K], str],
+    key_path: Callable[[K, str], str],
+    fields: Sequence[schema.Field[Any]],
+) -> list[tuple[K, Read, dict[str, Any]]]:
+    """Read the own znode and ``fields`` of every entity in one batch.
+
+    Returns (key, own znode, decoded fields) for each entity that still exists: one may
+    be removed between the listing and the read.
+    """
+    per_entity = 1 + len(fields)
+    paths: list[str] = []
+    for key in keys:
+        paths.append(own_path(key))
+        paths.extend(key_path(key, field.key) for field in fields)
+    reads = store.read_many(paths)
+    found = []
+    for index, key in enumerate(keys):
+        own, *values = reads[index * per_entity : (index + 1) * per_entity]
+        if own is not None:
+            found.append((key, own, _decode_fields(fields, values)))
+    return found
+
+
+def _text(read: Read) -> str:
+    return read.data.decode("utf-8", "replace")
+
+
 def load_vms(store: ZkStore, uuids: Sequence[str] | None = None) -> list[VmRecord]:
     """Read VMs (all of them, or the given UUIDs that exist), sorted by name then UUID."""
     if uuids is None:
         uuids = store.children(schema.DOMAINS_PATH)
     fields = [schema.DOMAIN_FIELD[key] for key in schema.DOMAIN_LIST_KEYS]
-    per_vm = 1 + len(fields)
-    paths: list[str] = []
-    for uuid in uuids:
-        paths.append(schema.domain_path(uuid))
-        paths.extend(schema.domain_key_path(uuid, field.key) for field in fields)
-    reads = store.read_many(paths)
-    records = []
-    for index, uuid in enumerate(uuids):
-        own, *keys = reads[index * per_vm : (index + 1) * per_vm]
-        if own is None:  # removed between the listing and the read
-            continue
-        values = _decode_fields(fields, keys)
-        records.append(
-            VmRecord(
-                uuid=uuid, name=own.data.decode("utf-8", "replace"), version=own.version, **values
-            )
+    records = [
+        VmRecord(uuid=uuid, name=_text(own), version=own.version, **values)
+        for uuid, own, values in _read_entities(
+            store, uuids, schema.domain_path, schema.domain_key_path, fields
         )
+    ]
     return sorted(records, key=lambda vm: (vm.name, vm.uuid))
 
 
 def load_nodes(store: ZkStore) -> list[NodeRecord]:
     """Read every node, sorted by name."""
     names = store.children(schema.NODES_PATH)
-    fields = schema.NODE_FIELDS
-    per_node = 1 + len(fields)
-    paths: list[str] = []
-    for name in names:
-        paths.append(schema.node_path(name))
-        paths.extend(schema.node_key_path(name, field.key) for field in fields)
-    reads = store.read_many(paths)
-    records = []
-    for index, name in enumerate(names):
-        own, *keys = reads[index * per_node : (index + 1) * per_node]
-        if own is None:
-            continue
-        node_type = own.data.decode("utf-8", "replace") or "hypervisor"
-        records.append(
-            NodeRecord(
-                name=name, node_type=node_type, version=own.version, **_decode_fields(fields, keys)
-            )
+    return [
+        NodeRecord(name=name, node_type=_text(own) or "hypervisor", version=own.version, **values)
+        for name, own, values in _read_entities(
+            store, names, schema.node_path, schema.node_key_path, schema.NODE_FIELDS
         )
-    return records
+    ]
 
 
 def load_node(store: ZkStore, name: str) -> NodeRecord:
@@ -117,23 +126,12 @@ def load_node(store: ZkStore, name: str) -> NodeRecord:
 def load_networks(store: ZkStore) -> list[NetworkRecord]:
     """Read every network, sorted by VNI."""
     vnis = sorted(int(name) for name in store.children(schema.NETWORKS_PATH) if name.isdigit())
-    fields = schema.NETWORK_FIELDS
-    per_network = 1 + len(fields)
-    paths: list[str] = []
-    for vni in vnis:
-        paths.append(schema.network_path(vni))
-        paths.extend(schema.network_key_path(vni, field.key) for field in fields)
-    reads = store.read_many(paths)
-    records = []
-    for index, vni in enumerate(vnis):
-        own, *keys = reads[index * per_network : (index + 1) * per_network]
-        if own is None:
-            continue
-        description = own.data.decode("utf-8", "replace")
-        records.append(
-            NetworkRecord(vni=vni, description=description, **_decode_fields(fields, keys))
+    return [
+        NetworkRecord(vni=vni, description=_text(own), **values)
+        for vni, own, values in _read_entities(
+            store, vnis, schema.network_path, schema.network_key_path, schema.NETWORK_FIELDS
         )
-    return records
+    ]
 
 
 def load_default_selector(store: ZkStore) -> str:
@@ -159,11 +157,7 @@ def load_vm_names(store: ZkStore) -> dict[str, str]:
     """UUID -> name of every VM, in one listing and one batched read."""
     uuids = store.children(schema.DOMAINS_PATH)
     reads = store.read_many([schema.domain_path(uuid) for uuid in uuids])
-    return {
-        uuid: read.data.decode("utf-8", "replace")
-        for uuid, read in zip(uuids, reads, strict=True)
-        if read is not None
-    }
+    return {uuid: _text(read) for uuid, read in zip(uuids, reads, strict=True) if read is not None}
 
 
 def find_vm(store: ZkStore, name_or_uuid: str) -> VmRecord:

@@ -65,6 +65,16 @@ def domain_xml(
     )
 
 
+def parse_fields(text: str) -> dict[str, str]:
+    """``Label: value`` lines of a pretty info block as a dict."""
+    result = {}
+    for line in text.splitlines():
+        label, sep, value = line.partition(":")
+        assert sep, f"not a field line: {line!r}"
+        result[label.strip()] = value.strip()
+    return result
+
+
 def vm_uuid(number: int) -> str:
     """A distinct, valid UUID per number."""
     return f"00000000-0000-4000-8000-{number:012d}"

@@ -16,7 +16,7 @@ from pvc_common.network_ops import add_network
 from pvc_common.snapshot import find_vm
 from pvc_common.store import Create, SetData, ZkStore
 from pvc_common.vm_ops import define_vm
-from tests.integration.conftest import PvcRunner, domain_xml, vm_uuid
+from tests.integration.conftest import PvcRunner, domain_xml, parse_fields, vm_uuid
 
 NOT_INITIALISED = "Error: the cluster is not initialised: run 'pvc cluster init'"
 
@@ -52,16 +52,6 @@ def status_json(pvc: PvcRunner) -> dict[str, Any]:
     result = pvc("cluster", "status", "-o", "json")
     data: dict[str, Any] = json.loads(result.stdout)
     return data
-
-
-def pretty_fields(text: str) -> dict[str, str]:
-    """``Label: value`` lines of a pretty info block as a dict."""
-    fields = {}
-    for line in text.splitlines():
-        label, sep, value = line.partition(":")
-        assert sep, f"not a field line: {line!r}"
-        fields[label.strip()] = value.strip()
-    return fields
 
 
 # --------------------------------------------------------------------------- init
@@ -253,7 +243,7 @@ def test_status_counts_in_every_format(pvc: PvcRunner, tmp_path: Path) -> None:
 
     pretty = pvc("cluster", "status").stdout
     assert "\x1b[" not in pretty
-    assert pretty_fields(pretty) == {
+    assert parse_fields(pretty) == {
         "Health": "healthy",
         "Nodes": "3 (3 run; 3 ready)",
         "VMs": "2 (1 start, 1 stop)",
@@ -275,7 +265,7 @@ def test_status_of_a_flushed_node_is_not_healthy(pvc: PvcRunner, tmp_path: Path)
     assert data["nodes"]["domain_state"] == {"flush": 1, "ready": 2}
     assert data["nodes"]["daemon_state"] == {"run": 3}
     assert data["vms"]["failed"] == []
-    fields = pretty_fields(pvc("cluster", "status").stdout)
+    fields = parse_fields(pvc("cluster", "status").stdout)
     assert fields["Health"] == "degraded"
     assert fields["Nodes"] == "3 (3 run; 1 flush, 2 ready)"
 
@@ -301,7 +291,7 @@ def test_status_lists_failed_vms(pvc: PvcRunner, cluster: ZkStore, tmp_path: Pat
     }
     assert data["nodes"]["domain_state"] == {"ready": 3}
     assert yaml.safe_load(pvc("cluster", "status", "-o", "yaml").stdout) == data
-    fields = pretty_fields(pvc("cluster", "status").stdout)
+    fields = parse_fields(pvc("cluster", "status").stdout)
     assert fields["Health"] == "degraded"
     assert fields["Failed VMs"] == "web2"
     assert fields["VMs"] == "3 (1 fail, 1 start, 1 stop)"

@@ -14,7 +14,7 @@ from pvc_common.node_ops import register_node
 from pvc_common.snapshot import load_node, load_snapshot
 from pvc_common.store import ZkStore
 from pvc_common.vm_ops import define_vm
-from tests.integration.conftest import NODE_FIGURES, PvcRunner, domain_xml, vm_uuid
+from tests.integration.conftest import NODE_FIGURES, PvcRunner, domain_xml, parse_fields, vm_uuid
 
 PASSWORD = "s3cret-bmc-pass"
 
@@ -43,16 +43,6 @@ def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
     """Header words and rows (split on whitespace) of a pretty table without blank cells."""
     header, *rows = text.splitlines()
     return header.split(), [row.split() for row in rows]
-
-
-def fields(text: str) -> dict[str, str]:
-    """``Label: value`` lines as a dict."""
-    result = {}
-    for line in text.splitlines():
-        label, sep, value = line.partition(":")
-        assert sep, f"not a field line: {line!r}"
-        result[label.strip()] = value.strip()
-    return result
 
 
 def node_state(store: ZkStore, name: str) -> tuple[bytes, str, int]:
@@ -123,7 +113,7 @@ def test_node_info_in_every_format(pvc: PvcRunner, bmc: ZkStore) -> None:
     assert yaml.safe_load(pvc("node", "info", "hv2", "-o", "yaml").stdout) == data
 
     pretty = pvc("node", "info", "hv2")
-    info = fields(pretty.stdout)
+    info = parse_fields(pretty.stdout)
     assert info["Name"] == "hv2"
     assert info["Type"] == "hypervisor"
     assert info["Daemon state"] == "run"
@@ -238,7 +228,7 @@ def test_network_add_list_info(pvc: PvcRunner, cluster: ZkStore) -> None:
     define_vm(cluster, domain_xml("app1", vm_uuid(3), bridges=("vmbr7", "vmbr100")))
     define_vm(cluster, domain_xml("odd1", vm_uuid(4), bridges=("vmbr1000", "vmbr0100")))
 
-    info = fields(pvc("network", "info", "100").stdout)
+    info = parse_fields(pvc("network", "info", "100").stdout)
     assert info == {"VNI": "100", "Type": "managed", "Description": "prod", "VMs": "app1, web1"}
     data = json.loads(pvc("network", "info", "100", "-o", "json").stdout)
     assert data == {
@@ -253,7 +243,7 @@ def test_network_add_list_info(pvc: PvcRunner, cluster: ZkStore) -> None:
 
 def test_network_info_without_vms_shows_a_dash(pvc: PvcRunner) -> None:
     pvc("network", "add", "42")
-    assert fields(pvc("network", "info", "42").stdout) == {
+    assert parse_fields(pvc("network", "info", "42").stdout) == {
         "VNI": "42",
         "Type": "bridged",
         "Description": "-",
