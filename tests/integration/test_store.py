@@ -75,7 +75,10 @@ def private_server(tmp_path: Path) -> Iterator[ZooKeeperServer]:
 # --------------------------------------------------------------------------- read_many
 
 
-def test_read_many_of_1500_paths_matches_single_gets(store: ZkStore) -> None:
+@pytest.mark.parametrize("multi_read", [True, False], ids=["multi-read", "pipelined-gets"])
+def test_read_many_of_1500_paths_matches_single_gets(store: ZkStore, multi_read: bool) -> None:
+    # The pipelined-gets variant is the fallback for servers older than ZooKeeper 3.6.
+    store._multi_read_supported = multi_read
     store.commit([Create("/many")])
     paths = [f"/many/k{i:04d}" for i in range(1500)]
     missing = {path for i, path in enumerate(paths) if i % 7 == 3}
