@@ -33,13 +33,8 @@ def zookeeper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKe
     Besides this teardown, the harness stops leftover servers from an atexit handler and
     starts them with a parent-death signal, so an aborted run leaves no JVM behind.
     """
-    server = ZooKeeperServer(tmp_path_factory.mktemp("zookeeper"))
-    try:
-        server.start()
-        server.wait_serving()
+    with ZooKeeperServer(tmp_path_factory.mktemp("zookeeper")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -66,10 +61,5 @@ def zk_hosts(zk_hosts_factory: Callable[[], str]) -> str:
 @pytest.fixture
 def zookeeper_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEnsemble]:
     """A fresh 3-member ensemble, serving, for one test; stopped afterwards."""
-    ensemble = ZooKeeperEnsemble(tmp_path_factory.mktemp("ensemble"))
-    try:
-        ensemble.start()
-        ensemble.wait_serving()
+    with ZooKeeperEnsemble(tmp_path_factory.mktemp("ensemble")) as ensemble:
         yield ensemble
-    finally:
-        ensemble.stop()

@@ -200,7 +200,40 @@ atexit.register(stop_all_servers)
 # One server
 
 
-class ZooKeeperServer:
+class _ServingContext:
+    """``with`` support: start and wait until serving on entry, stop on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def wait_serving(self, timeout: float = 30.0) -> object:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> object:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        self.start()
+        try:
+            self.wait_serving()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_Self = TypeVar("_Self", bound=_ServingContext)
+
+
+class ZooKeeperServer(_ServingContext):
     """One ZooKeeper server process (standalone, or a member of an ensemble).
 
     Files live in ``workdir``: ``zoo.cfg``, ``data/`` (with ``myid`` for ensemble
@@ -459,31 +492,12 @@ class ZooKeeperServer:
                 return value.strip()
         return None
 
-    # -- context manager: start and wait on entry, stop on exit
-
-    def __enter__(self) -> ZooKeeperServer:
-        self.start()
-        try:
-            self.wait_serving()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # --------------------------------------------------------------------------------------
 # An ensemble
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(_ServingContext):
     """``size`` ZooKeeper servers forming one ensemble, each in ``workdir/zkN``.
 
     Members are indexed from 0 (``member(0)`` has myid 1). Client, peer and election
@@ -579,23 +593,6 @@ class ZooKeeperEnsemble:
             return None
 
         return wait_until(settled, timeout, f"no settled leader in {self!r}")
-
-    def __enter__(self) -> ZooKeeperEnsemble:
-        self.start()
-        try:
-            self.wait_serving()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------
