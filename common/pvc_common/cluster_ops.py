@@ -115,9 +115,9 @@ class ClusterStatus:
 def cluster_status(store: ZkStore) -> ClusterStatus:
     """Summarise nodes, VMs and networks."""
     snapshot = load_snapshot(store)
-    version, primary = store.read_many([schema.SCHEMA_VERSION_PATH, schema.PRIMARY_NODE_PATH])
+    (primary,) = store.read_many([schema.PRIMARY_NODE_PATH])
     return ClusterStatus(
-        schema_version=schema.decode_schema_version(version.data if version else None),
+        schema_version=snapshot.schema_version,
         primary_node=primary.data.decode() if primary else "",
         default_selector=snapshot.default_selector,
         nodes_by_daemon_state=dict(sorted(Counter(n.daemonstate for n in snapshot.nodes).items())),

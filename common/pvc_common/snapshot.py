@@ -24,10 +24,7 @@ class ClusterSnapshot:
     nodes: tuple[NodeRecord, ...]
     networks: tuple[NetworkRecord, ...]
     default_selector: str
-
-    def node(self, name: str) -> NodeRecord | None:
-        """The node called ``name``, or None."""
-        return next((node for node in self.nodes if node.name == name), None)
+    schema_version: int
 
 
 def check_schema(store: ZkStore) -> int:
@@ -142,14 +139,15 @@ def load_default_selector(store: ZkStore) -> str:
     return value if value in schema.DEFAULT_SELECTORS else schema.DEFAULT_SELECTOR
 
 
-def load_snapshot(store: ZkStore, *, with_vms: bool = True) -> ClusterSnapshot:
-    """Read the whole cluster (VMs optional) after checking the schema version."""
-    check_schema(store)
+def load_snapshot(store: ZkStore) -> ClusterSnapshot:
+    """Read the whole cluster after checking the schema version."""
+    version = check_schema(store)
     return ClusterSnapshot(
-        vms=tuple(load_vms(store)) if with_vms else (),
+        vms=tuple(load_vms(store)),
         nodes=tuple(load_nodes(store)),
         networks=tuple(load_networks(store)),
         default_selector=load_default_selector(store),
+        schema_version=version,
     )
 
 

@@ -148,7 +148,9 @@ def test_init_yes_wipes_everything_and_starts_again(
 # --------------------------------------------------------------------------- schema checks
 
 
-@pytest.mark.parametrize(
+#: Commands that must check the schema version before reading or writing anything. Network
+#: 100 exists in the newer-schema tree (with a VM on it, hence --force); 200 does not.
+SCHEMA_GUARDED_COMMANDS = pytest.mark.parametrize(
     "args",
     [
         ("cluster", "status"),
@@ -156,37 +158,6 @@ def test_init_yes_wipes_everything_and_starts_again(
         ("node", "info", "hv1"),
         ("node", "flush", "hv1"),
         ("node", "ready", "hv1"),
-        ("network", "list"),
-        ("network", "add", "100"),
-        ("network", "info", "100"),
-        ("network", "remove", "--yes", "100"),
-        ("vm", "list"),
-        ("vm", "define", "{xml}"),
-        ("vm", "info", "web1"),
-        ("vm", "start", "web1"),
-        ("vm", "meta", "web1", "--selector", "load"),
-    ],
-    ids=" ".join,
-)
-def test_commands_on_an_uninitialised_tree_ask_for_init(
-    fresh: PvcRunner, store: ZkStore, tmp_path: Path, args: tuple[str, ...]
-) -> None:
-    xml = tmp_path / "web1.xml"
-    xml.write_text(domain_xml("web1", vm_uuid(1)))
-
-    result = fresh(*(arg.format(xml=xml) for arg in args), expect=5)
-
-    assert result.stderr == NOT_INITIALISED + "\n"
-    assert store.children("/") == []  # nothing was written
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("cluster", "status"),
-        ("node", "list"),
-        ("node", "info", "hv1"),
-        ("node", "flush", "hv1"),
         ("network", "list"),
         ("network", "add", "200"),
         ("network", "info", "100"),
@@ -199,6 +170,22 @@ def test_commands_on_an_uninitialised_tree_ask_for_init(
     ],
     ids=" ".join,
 )
+
+
+@SCHEMA_GUARDED_COMMANDS
+def test_commands_on_an_uninitialised_tree_ask_for_init(
+    fresh: PvcRunner, store: ZkStore, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    xml = tmp_path / "web1.xml"
+    xml.write_text(domain_xml("web1", vm_uuid(1)))
+
+    result = fresh(*(arg.format(xml=xml) for arg in args), expect=5)
+
+    assert result.stderr == NOT_INITIALISED + "\n"
+    assert store.children("/") == []  # nothing was written
+
+
+@SCHEMA_GUARDED_COMMANDS
 def test_a_newer_schema_version_is_refused(
     pvc: PvcRunner, cluster: ZkStore, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
