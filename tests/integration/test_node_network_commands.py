@@ -11,7 +11,7 @@ import yaml
 from pvc_common import schema
 from pvc_common.mutations import update_node
 from pvc_common.node_ops import register_node
-from pvc_common.snapshot import load_node, load_snapshot
+from pvc_common.snapshot import load_node
 from pvc_common.store import ZkStore
 from pvc_common.vm_ops import define_vm
 from tests.integration.conftest import NODE_FIGURES, PvcRunner, domain_xml, parse_fields, vm_uuid
@@ -46,10 +46,9 @@ def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
 
 
 def node_state(store: ZkStore, name: str) -> tuple[bytes, str, int]:
-    """Raw domainstate, decoded domainstate (through a snapshot) and the node's row version."""
+    """Raw domainstate, decoded domainstate (through the snapshot reader) and the row version."""
     raw = store.get(schema.node_key_path(name, "domainstate")).data
-    node = load_snapshot(store, with_vms=False).node(name)
-    assert node is not None
+    node = load_node(store, name)
     return raw, node.domainstate, node.version
 
 
