@@ -9,7 +9,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := zookeeper
+# zookeeper: jars only. libvirt-dev + pkg-config: to build libvirt-python. The rest: real
+# libvirtd hosts with QEMU guests under software emulation (see docs/architecture.md).
+APT_PACKAGES := zookeeper libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu \
+	libvirt-clients qemu-system-x86 busybox-static cpio
 
 .PHONY: test lint unit integration bench system-deps venv clean
 
@@ -23,8 +26,8 @@ integration: venv system-deps
 	$(BIN)/pytest -q tests/integration
 
 lint: venv system-deps
-	$(BIN)/ruff check common client-cli tests benchmarks docs
-	$(BIN)/ruff format --check common client-cli tests benchmarks docs
+	$(BIN)/ruff check common client-cli node-daemon tests benchmarks docs
+	$(BIN)/ruff format --check common client-cli node-daemon tests benchmarks docs
 	$(BIN)/mypy
 
 bench: venv system-deps
@@ -35,15 +38,21 @@ system-deps: $(STAMPS)/system-deps
 # Debian's zookeeper package only installs jars; the tests start their own servers.
 $(STAMPS)/system-deps:
 	@mkdir -p $(STAMPS)
-	@if ! dpkg-query -W -f='$${Status}' $(APT_PACKAGES) 2>/dev/null | grep -q "install ok installed"; then \
-		$(SUDO) apt-get install -y --no-install-recommends $(APT_PACKAGES) \
-		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(APT_PACKAGES); }; \
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get install -y --no-install-recommends $$missing \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 	fi
+	@# libvirtd looks this user up before it reads qemu.conf (which runs guests as root here).
+	@getent group libvirt-qemu >/dev/null || $(SUDO) groupadd -r libvirt-qemu
+	@getent passwd libvirt-qemu >/dev/null || $(SUDO) useradd -r -g libvirt-qemu \
+		-d /var/lib/libvirt -M -s /usr/sbin/nologin libvirt-qemu
 	@touch $@
 
 venv: $(STAMPS)/venv
 
-$(STAMPS)/venv: pyproject.toml
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/system-deps
 	@mkdir -p $(STAMPS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -19,6 +19,9 @@ LIMIT_HELP = "Comma-separated nodes the VM may run on; '' clears the limit."
 SELECTOR_HELP = "How a target node is chosen: most free memory (mem), most unprovisioned memory "
 SELECTOR_HELP += "(memprov), lowest load (load), fewest vCPUs (vcpus), fewest VMs (vms), or the "
 SELECTOR_HELP += "cluster default (none)."
+METHOD_CHOICE = click.Choice(schema.MIGRATION_METHODS)
+METHOD_HELP = "How the VM changes node while running: live only (live), shut down and start "
+METHOD_HELP += "(shutdown), or live falling back to shutdown-and-start (none)."
 
 
 @click.group()
@@ -45,6 +48,15 @@ def _done(record: VmRecord, what: str) -> None:
     default=False,
     help="Start it when its node is next ready after a flush or fence (default: off).",
 )
+@click.option(
+    "-m",
+    "--method",
+    "migration_method",
+    type=METHOD_CHOICE,
+    default="none",
+    show_default=True,
+    help=METHOD_HELP,
+)
 @click.argument("xmlfile", type=click.File("r"))
 @click.pass_context
 def define(
@@ -53,6 +65,7 @@ def define(
     limit: str | None,
     selector: str,
     autostart: bool,
+    migration_method: str,
     xmlfile: Any,
 ) -> None:
     """Define a VM from the libvirt XML in XMLFILE ('-' for stdin).
@@ -67,6 +80,7 @@ def define(
         limit=limit,
         selector=selector,
         autostart=autostart,
+        migration_method=migration_method,
     )
     _done(record, f"defined on {record.node}")
 
@@ -77,19 +91,31 @@ def define(
 @click.option(
     "-a/-A", "--autostart/--no-autostart", default=None, help="Set or clear the autostart flag."
 )
+@click.option("-m", "--method", "migration_method", type=METHOD_CHOICE, help=METHOD_HELP)
 @click.argument("vm_ref", metavar="VM")
 @click.pass_context
 def meta(
-    ctx: click.Context, limit: str | None, selector: str | None, autostart: bool | None, vm_ref: str
+    ctx: click.Context,
+    limit: str | None,
+    selector: str | None,
+    autostart: bool | None,
+    migration_method: str | None,
+    vm_ref: str,
 ) -> None:
     """Change a VM's placement metadata; only the options given are changed."""
     record = vm_ops.set_vm_meta(
-        store_of(ctx), vm_ref, limit=limit, selector=selector, autostart=autostart
+        store_of(ctx),
+        vm_ref,
+        limit=limit,
+        selector=selector,
+        autostart=autostart,
+        migration_method=migration_method,
     )
     limit_text = ",".join(record.node_limit) or "any node"
     _done(
         record,
-        f"limit {limit_text}, selector {record.node_selector}, autostart {record.node_autostart}",
+        f"limit {limit_text}, selector {record.node_selector}, "
+        f"autostart {record.node_autostart}, migration method {record.migration_method}",
     )
 
 
@@ -284,6 +310,7 @@ def _info_fields(view: VmView, long_output: bool) -> list[tuple[str, Cell | str]
         ("Node limit", ",".join(vm.node_limit) or "any node"),
         ("Node selector", vm.node_selector),
         ("Autostart", str(vm.node_autostart)),
+        ("Migration method", vm.migration_method),
     ]
     if vm.failedreason:
         fields.append(("Failed reason", Cell(vm.failedreason, "red")))

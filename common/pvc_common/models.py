@@ -92,6 +92,7 @@ class VmRecord:
     node_selector: str = "none"
     node_autostart: bool = False
     rbdlist: tuple[str, ...] = ()
+    migration_method: str = "none"
     #: Version of ``/domains/<uuid>``: the row version every change of this VM checks.
     version: int = -1
 
@@ -119,6 +120,8 @@ class NodeRecord:
     ipmihostname: str = ""
     ipmiusername: str = ""
     ipmipassword: str = field(default="", repr=False)
+    libvirturi: str = ""
+    migrationuri: str = ""
     #: Version of ``/nodes/<name>``: the row version every change of this node checks.
     version: int = -1
 

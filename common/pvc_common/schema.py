@@ -12,6 +12,7 @@ existing tools keep reading it; values are UTF-8 strings.
     /domains/<uuid>                   data: the VM's name; one child per DOMAIN_FIELDS key
     /nodes/<name>                     data: the node type; one child per NODE_FIELDS key
     /networks/<vni>                   data: description; one child per NETWORK_FIELDS key
+    /liveness/<name>                  ephemeral, while the node's daemon holds a session
 
 The data of an entity's own znode (``/domains/<uuid>``, ``/nodes/<name>``) is rewritten
 with a version check by every change of that entity, so its version is the entity's row
@@ -30,13 +31,15 @@ from .errors import InvalidInput
 #: Layout version this code reads and writes.
 SCHEMA_VERSION: Final = 1
 
-ROOT_PATHS: Final = ("/schema", "/config", "/domains", "/nodes", "/networks")
+ROOT_PATHS: Final = ("/schema", "/config", "/domains", "/nodes", "/networks", "/liveness")
 SCHEMA_VERSION_PATH: Final = "/schema/version"
 PRIMARY_NODE_PATH: Final = "/primary_node"
 DOMAINS_PATH: Final = "/domains"
 NODES_PATH: Final = "/nodes"
 NETWORKS_PATH: Final = "/networks"
 CONFIG_PATH: Final = "/config"
+#: One ephemeral child per running node daemon: its ZooKeeper session is visibly alive.
+LIVENESS_PATH: Final = "/liveness"
 
 T = TypeVar("T")
 
@@ -128,6 +131,9 @@ SELECTORS: Final = ("mem", "memprov", "load", "vcpus", "vms", "none")
 #: Selectors that may be the cluster default (``none`` cannot defer to itself).
 DEFAULT_SELECTORS: Final = ("mem", "memprov", "load", "vcpus", "vms")
 DEFAULT_SELECTOR: Final = "mem"
+#: How a running VM changes node: ``live`` only (never shut down for a migration),
+#: ``shutdown`` only, or ``none`` (live, falling back to shutdown-and-start).
+MIGRATION_METHODS: Final = ("live", "shutdown", "none")
 
 
 # --------------------------------------------------------------------------- fields
@@ -147,6 +153,12 @@ DOMAIN_FIELDS: Final[tuple[Field[Any], ...]] = (
         "rbdlist", COMMA_LIST, (), "Comma-separated pool/volume names of the VM's Ceph RBD disks."
     ),
     Field("consolelog", TEXT, "", "The last lines of the VM's serial console log."),
+    Field(
+        "migration_method",
+        TEXT,
+        "none",
+        "How the VM migrates: 'live' only, 'shutdown' only, or 'none' (live, else shutdown).",
+    ),
 )
 
 NODE_FIELDS: Final[tuple[Field[Any], ...]] = (
@@ -167,6 +179,8 @@ NODE_FIELDS: Final[tuple[Field[Any], ...]] = (
     Field("ipmihostname", TEXT, "", "BMC address used for fencing."),
     Field("ipmiusername", TEXT, "", "BMC user name."),
     Field("ipmipassword", TEXT, "", "BMC password."),
+    Field("libvirturi", TEXT, "", "URI at which peer daemons reach this node's libvirtd."),
+    Field("migrationuri", TEXT, "", "QEMU migration data URI toward this node."),
 )
 
 NETWORK_FIELDS: Final[tuple[Field[Any], ...]] = (
@@ -264,6 +278,11 @@ def network_key_path(vni: int, key: str) -> str:
     """Path of one key of a network; ``key`` must be one of :data:`NETWORK_FIELDS`."""
     _check_key(NETWORK_FIELD, key, "network")
     return f"{NETWORKS_PATH}/{vni}/{key}"
+
+
+def liveness_path(name: str) -> str:
+    """Path of a node daemon's ephemeral liveness znode."""
+    return f"{LIVENESS_PATH}/{name}"
 
 
 def config_key_path(key: str) -> str:

@@ -71,6 +71,14 @@ def _validate_selector(selector: str) -> str:
     return selector
 
 
+def _validate_migration_method(method: str) -> str:
+    if method not in schema.MIGRATION_METHODS:
+        raise InvalidInput(
+            f"invalid migration method {method!r}: use one of {', '.join(schema.MIGRATION_METHODS)}"
+        )
+    return method
+
+
 # --------------------------------------------------------------------------- define / meta / modify
 
 
@@ -82,6 +90,7 @@ def define_vm(
     limit: str | Sequence[str] | None = None,
     selector: str = "none",
     autostart: bool = False,
+    migration_method: str = "none",
 ) -> VmRecord:
     """Define a VM from its libvirt XML, stopped, on ``target`` or an automatic choice.
 
@@ -91,6 +100,7 @@ def define_vm(
     domain = parse_domain_xml(xml)
     node_limit = parse_node_limit(limit) or ()
     _validate_selector(selector)
+    _validate_migration_method(migration_method)
     check_schema(store)
     nodes = load_nodes(store)
     _validate_limit(node_limit, nodes)
@@ -106,6 +116,7 @@ def define_vm(
         node_selector=selector,
         node_autostart=autostart,
         rbdlist=domain.rbd_volumes,
+        migration_method=migration_method,
     )
     return create_vm(store, record, listing_version=listing_version, event=f"define on {node}")
 
@@ -177,6 +188,7 @@ def set_vm_meta(
     limit: str | Sequence[str] | None = None,
     selector: str | None = None,
     autostart: bool | None = None,
+    migration_method: str | None = None,
 ) -> VmRecord:
     """Change only the metadata given (None = keep); ``limit=''`` clears the limit."""
     vm = find_vm(store, vm_ref)
@@ -189,8 +201,12 @@ def set_vm_meta(
         changes["node_selector"] = _validate_selector(selector)
     if autostart is not None:
         changes["node_autostart"] = autostart
+    if migration_method is not None:
+        changes["migration_method"] = _validate_migration_method(migration_method)
     if not changes:
-        raise InvalidInput("nothing to change: give a limit, a selector or autostart")
+        raise InvalidInput(
+            "nothing to change: give a limit, a selector, autostart or a migration method"
+        )
     described = ", ".join(f"{key}={_show(value)}" for key, value in changes.items())
     return update_vm(store, vm, changes, event=f"meta {described}")
 
@@ -371,6 +387,7 @@ class VmView:
             "node_limit": list(vm.node_limit),
             "node_selector": vm.node_selector,
             "node_autostart": vm.node_autostart,
+            "migration_method": vm.migration_method,
             "memory_mib": self.domain.memory_mib if self.domain else None,
             "vcpus": self.domain.vcpus if self.domain else None,
             "networks": list(self.domain.networks) if self.domain else [],

@@ -54,6 +54,20 @@ def test_meta_empty_limit_clears_it(pvc: PvcRunner, web1: str) -> None:
     assert "any node" in pvc("vm", "info", web1).output
 
 
+def test_meta_sets_the_migration_method(pvc: PvcRunner, web1: str) -> None:
+    assert pvc.info(web1)["migration_method"] == "none"
+    output = pvc("vm", "meta", web1, "--method", "live").output
+    assert "migration method live" in output
+    assert pvc.info(web1)["migration_method"] == "live"
+    assert "Invalid value" in pvc("vm", "meta", web1, "-m", "teleport", expect=2).output
+    assert pvc.info(web1)["migration_method"] == "live"
+
+
+def test_define_with_a_migration_method(pvc: PvcRunner) -> None:
+    pvc("vm", "define", "-m", "shutdown", "-", input=domain_xml("db1", vm_uuid(9)))
+    assert pvc.info("db1")["migration_method"] == "shutdown"
+
+
 def test_meta_refusals(pvc: PvcRunner, web1: str) -> None:
     assert "nothing to change" in pvc("vm", "meta", web1, expect=2).output
     assert "unknown node(s): hv7" in pvc("vm", "meta", web1, "-l", "hv1,hv7", expect=2).output
