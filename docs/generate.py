@@ -251,7 +251,9 @@ def exit_code_rows() -> list[str]:
     pending = list(PvcError.__subclasses__())
     while pending:
         error = pending.pop()
-        classes.append(error)
+        # Only the library's own errors reach the CLI; daemons subclass them for themselves.
+        if error.__module__ == PvcError.__module__:
+            classes.append(error)
         pending.extend(error.__subclasses__())
     codes = [
         (0, "Success."),

@@ -10,6 +10,7 @@ import click
 from pvc_common import schema, vm_ops
 from pvc_common.models import VmRecord
 from pvc_common.vm_ops import VmView
+from pvc_common.vm_wait import wait_for_vm
 
 from .context import confirm, store_of, yes_option
 from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
@@ -31,6 +32,42 @@ def vm() -> None:
 
 def _done(record: VmRecord, what: str) -> None:
     click.echo(f"VM {record.name!r} ({record.uuid}): {what}")
+
+
+def wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--wait`` and ``--wait-timeout`` to a command that asks the daemons for work."""
+    command = click.option(
+        "--wait-timeout",
+        type=click.FloatRange(min=1),
+        default=300,
+        show_default=True,
+        metavar="SECONDS",
+        help="Give up waiting after this long (the request itself stays in place).",
+    )(command)
+    return click.option(
+        "-w",
+        "--wait",
+        is_flag=True,
+        help="Wait for the node daemons to carry it out and report the outcome.",
+    )(command)
+
+
+def _wait(ctx: click.Context, record: VmRecord, action: str, wait: bool, timeout: float) -> None:
+    """With --wait, follow the request to its outcome; exit 1 if it failed or timed out."""
+    if not wait:
+        return
+    target = record.node if action in ("migrate", "move", "unmigrate") else ""
+    outcome = wait_for_vm(
+        store_of(ctx),
+        record.uuid,
+        action,
+        target=target,
+        timeout=timeout,
+        on_progress=lambda text: click.echo(f"  ... {text}", err=True),
+    )
+    _done(record, outcome.message)
+    if not outcome.ok:
+        ctx.exit(1)
 
 
 # --------------------------------------------------------------------------- define / meta / modify
@@ -163,12 +200,16 @@ def dump(ctx: click.Context, vm_ref: str) -> None:
 
 def _state_command(action: str, summary: str, destructive: bool = False) -> Callable[..., None]:
     @click.argument("vm_ref", metavar="VM")
+    @wait_options
     @click.pass_context
-    def command(ctx: click.Context, vm_ref: str, yes: bool = False) -> None:
+    def command(
+        ctx: click.Context, vm_ref: str, wait: bool, wait_timeout: float, yes: bool = False
+    ) -> None:
         if destructive:
             confirm(f"{action.capitalize()} VM {vm_ref!r}?", yes)
         record = vm_ops.change_vm_state(store_of(ctx), vm_ref, action)
         _done(record, f"state set to {action} on {record.node}")
+        _wait(ctx, record, action, wait, wait_timeout)
 
     command.__doc__ = summary
     if destructive:
@@ -197,30 +238,50 @@ _state_command(
     help="Migrate an already-migrated VM again, keeping its original previous node.",
 )
 @click.argument("vm_ref", metavar="VM")
+@wait_options
 @click.pass_context
-def migrate(ctx: click.Context, target: str | None, force: bool, vm_ref: str) -> None:
-    """Migrate a VM temporarily; 'pvc vm unmigrate' sends it back."""
+def migrate(
+    ctx: click.Context,
+    target: str | None,
+    force: bool,
+    vm_ref: str,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
+    """Migrate a VM temporarily; 'pvc vm unmigrate' sends it back.
+
+    A running VM is live-migrated by the node daemons; if that fails it is shut down and
+    started on the target, unless its migration method is 'live' (then it stays where it
+    is, with the reason). A stopped VM only changes node.
+    """
     record = vm_ops.migrate_vm(store_of(ctx), vm_ref, target=target, force=force)
     _done(record, f"migrating to {record.node} (previous node {record.lastnode})")
+    _wait(ctx, record, "migrate", wait, wait_timeout)
 
 
 @vm.command()
 @click.option("-t", "--target", metavar="NODE", help="Target node (default: chosen by selector).")
 @click.argument("vm_ref", metavar="VM")
+@wait_options
 @click.pass_context
-def move(ctx: click.Context, target: str | None, vm_ref: str) -> None:
-    """Move a VM permanently to another node."""
+def move(
+    ctx: click.Context, target: str | None, vm_ref: str, wait: bool, wait_timeout: float
+) -> None:
+    """Move a VM permanently to another node (as migrate, but it keeps no previous node)."""
     record = vm_ops.move_vm(store_of(ctx), vm_ref, target=target)
     _done(record, f"moving to {record.node}")
+    _wait(ctx, record, "move", wait, wait_timeout)
 
 
 @vm.command()
 @click.argument("vm_ref", metavar="VM")
+@wait_options
 @click.pass_context
-def unmigrate(ctx: click.Context, vm_ref: str) -> None:
+def unmigrate(ctx: click.Context, vm_ref: str, wait: bool, wait_timeout: float) -> None:
     """Send a migrated VM back to its previous node."""
     record = vm_ops.unmigrate_vm(store_of(ctx), vm_ref)
     _done(record, f"returning to {record.node}")
+    _wait(ctx, record, "unmigrate", wait, wait_timeout)
 
 
 # --------------------------------------------------------------------------- list / info

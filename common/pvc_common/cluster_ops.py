@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import schema
-from .errors import PreconditionFailed
+from .errors import InvalidInput, PreconditionFailed
 from .mutations import EVENTS
 from .snapshot import load_snapshot
 from .store import Create, Delete, Op, SetData, ZkStore
@@ -50,6 +50,27 @@ def init_cluster(store: ZkStore, *, wipe: bool = False) -> None:
     ops.append(Create(schema.SCHEMA_VERSION_PATH, schema.encode_schema_version()))
     store.commit(ops)
     EVENTS.info("cluster: initialised at schema version %d", schema.SCHEMA_VERSION)
+
+
+def set_default_selector(store: ZkStore, selector: str) -> None:
+    """Set the cluster's default selector (used by VMs whose selector is ``none``)."""
+    if selector not in schema.DEFAULT_SELECTORS:
+        raise InvalidInput(
+            f"invalid default selector {selector!r}: use one of "
+            f"{', '.join(schema.DEFAULT_SELECTORS)}"
+        )
+    path = schema.config_key_path("migration_target_selector")
+    field = schema.CONFIG_FIELD["migration_target_selector"]
+    if store.exists(path) and field.decode(store.get(path).data) == selector:
+        return
+    store.commit(
+        [
+            SetData(path, field.encode(selector))
+            if store.exists(path)
+            else Create(path, field.encode(selector))
+        ]
+    )
+    EVENTS.info("cluster: default selector set to %s", selector)
 
 
 def _wipe(store: ZkStore) -> None:

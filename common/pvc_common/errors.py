@@ -60,3 +60,10 @@ class StoreUnavailable(PvcError):
 
     http_status = 503
     exit_code = 6
+
+
+class HypervisorError(PvcError):
+    """libvirt refused or failed an action on a host (start, shutdown, migration, ...)."""
+
+    http_status = 502
+    exit_code = 7

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import schema
 from .models import NodeRecord, VmRecord
-from .store import Create, Delete, Op, SetData, ZkStore
+from .store import Check, Create, Delete, Op, SetData, ZkStore
 
 EVENTS = logging.getLogger("pvc.events")
 
@@ -81,17 +81,60 @@ def delete_vm(store: ZkStore, vm: VmRecord, *, event: str) -> None:
 
 
 def update_node(
-    store: ZkStore, node: NodeRecord, changes: Mapping[str, Any], *, event: str
+    store: ZkStore,
+    node: NodeRecord,
+    changes: Mapping[str, Any],
+    *,
+    event: str,
+    guard: VmRecord | None = None,
 ) -> NodeRecord:
-    """Write ``changes`` to ``node`` if nobody changed the node's row since it was read."""
+    """Write ``changes`` to ``node`` if nobody changed the node's row since it was read.
+
+    With ``guard``, the write also requires that VM to be unchanged since it was read: a
+    daemon lists a VM in its ``runningdomains`` before starting it only if the VM is still
+    assigned to it as it read it. ``event=''`` writes without an event line (keepalives).
+    """
+    ops = _node_ops(node, changes)
+    if guard is not None:
+        ops.append(Check(schema.domain_path(guard.uuid), guard.version))
+    store.commit(ops)
+    if event:
+        EVENTS.info("node %r: %s", node.name, event)
+    return replace(node, version=node.version + 1, **changes)
+
+
+def update_vm_and_node(
+    store: ZkStore,
+    vm: VmRecord,
+    vm_changes: Mapping[str, Any],
+    node: NodeRecord,
+    node_changes: Mapping[str, Any],
+    *,
+    event: str,
+) -> tuple[VmRecord, NodeRecord]:
+    """Change a VM and a node in one transaction, both version-checked.
+
+    A daemon hands a VM over this way: its new state and the node's ``runningdomains``
+    without it become visible together, so no other node can see one without the other.
+    """
+    ops: list[Op] = [SetData(schema.domain_path(vm.uuid), vm.name.encode(), vm.version)]
+    ops.extend(_vm_key_ops(vm.uuid, vm_changes))
+    ops.extend(_node_ops(node, node_changes))
+    store.commit(ops)
+    EVENTS.info("vm %r: %s", vm.name, event)
+    return (
+        replace(vm, version=vm.version + 1, **vm_changes),
+        replace(node, version=node.version + 1, **node_changes),
+    )
+
+
+def _node_ops(node: NodeRecord, changes: Mapping[str, Any]) -> list[Op]:
     ops: list[Op] = [SetData(schema.node_path(node.name), node.node_type.encode(), node.version)]
     ops.extend(
         SetData(schema.node_key_path(node.name, key), schema.NODE_FIELD[key].encode(value))
         for key, value in changes.items()
     )
-    store.commit(ops)
-    EVENTS.info("node %r: %s", node.name, event)
-    return replace(node, version=node.version + 1, **changes)
+    return ops
 
 
 def _vm_values(vm: VmRecord) -> dict[str, Any]:

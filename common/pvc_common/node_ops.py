@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import schema
-from .errors import InvalidInput, PreconditionFailed
+from .errors import Conflict, InvalidInput, PreconditionFailed
 from .models import NodeRecord
 from .mutations import EVENTS, update_node
 from .snapshot import check_schema, load_node, load_nodes
@@ -13,6 +13,8 @@ from .store import Create, Op, SetData, ZkStore
 
 #: What an operator may ask of a node's VM hosting, and what it writes.
 DOMAIN_STATE_ACTIONS = {"flush": "flush", "ready": "unflush"}
+#: Attempts of a node change that keeps meeting concurrent writers.
+CONFLICT_RETRIES = 5
 
 
 def register_node(
@@ -71,13 +73,21 @@ def set_node_domain_state(store: ZkStore, name: str, action: str) -> NodeRecord:
     """
     if action not in DOMAIN_STATE_ACTIONS:
         raise InvalidInput(f"invalid action {action!r}: use flush or ready")
-    node = node_info(store, name)
-    wanted = DOMAIN_STATE_ACTIONS[action]
-    already = {"flush": ("flush", "flushed"), "ready": ("ready", "unflush")}[action]
-    if node.domainstate in already:
-        raise PreconditionFailed(f"node {name!r} is already {node.domainstate}")
-    if node.domainstate == "fence-flush":
-        raise PreconditionFailed(f"node {name!r} is being recovered after a fence; wait for it")
-    return update_node(
-        store, node, {"domainstate": wanted}, event=f"{action} (was {node.domainstate})"
-    )
+    # The node's daemon rewrites the node's row at every keepalive, so a conflict here is
+    # usually that: re-read and decide again on the fresh record.
+    for attempt in range(CONFLICT_RETRIES):
+        node = node_info(store, name)
+        wanted = DOMAIN_STATE_ACTIONS[action]
+        already = {"flush": ("flush", "flushed"), "ready": ("ready", "unflush")}[action]
+        if node.domainstate in already:
+            raise PreconditionFailed(f"node {name!r} is already {node.domainstate}")
+        if node.domainstate == "fence-flush":
+            raise PreconditionFailed(f"node {name!r} is being recovered after a fence; wait for it")
+        try:
+            return update_node(
+                store, node, {"domainstate": wanted}, event=f"{action} (was {node.domainstate})"
+            )
+        except Conflict:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")

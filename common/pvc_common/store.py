@@ -7,7 +7,9 @@ It offers what the operations need and nothing more:
   than 3.6);
 * :meth:`ZkStore.commit`, which applies a list of :class:`Op` atomically in one
   transaction, with version checks;
-* typed errors from :mod:`pvc_common.errors` instead of kazoo's exceptions.
+* typed errors from :mod:`pvc_common.errors` instead of kazoo's exceptions;
+* for the daemons: watches that only *wake* a caller, connection-state callbacks and an
+  ephemeral znode that lives as long as the session.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import EXCEPTIONS as KAZOO_ERRORS_BY_CODE
 from kazoo.exceptions import (
     BadVersionError,
@@ -43,6 +45,7 @@ from kazoo.protocol.serialization import (
     read_buffer,
     stat_struct,
 )
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import RetryFailedError
 
 from .errors import Conflict, NotFound, PvcError, StoreUnavailable
@@ -343,6 +346,82 @@ class ZkStore:
         if isinstance(cause, NotEmptyError):
             raise Conflict(f"{where} gained children from another writer{retried}")
         raise PvcError(f"ZooKeeper refused the change at {where}: {type(cause).__name__}")
+
+    # ----------------------------------------------------------------- daemons: watches
+
+    @property
+    def connected(self) -> bool:
+        """Whether the session is connected right now (reads would be fresh)."""
+        return bool(self._client.connected)
+
+    def on_connection_change(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with ``connected``, ``suspended`` or ``lost`` on every change.
+
+        It runs on kazoo's connection thread: it must only record or signal, never block.
+        ``lost`` means the session expired: ephemeral znodes are gone.
+        """
+        names = {
+            KazooState.CONNECTED: "connected",
+            KazooState.SUSPENDED: "suspended",
+            KazooState.LOST: "lost",
+        }
+
+        def listener(state: Any) -> None:
+            callback(names.get(state, str(state).lower()))
+
+        self._client.add_listener(listener)
+
+    def watch_children(self, path: str, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` now and whenever the children of ``path`` change (for ever)."""
+
+        def changed(children: list[str]) -> None:
+            wake()
+
+        ChildrenWatch(self._client, path, changed)
+
+    def watch_data(self, path: str, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` whenever the data of ``path`` changes, until ``path`` is deleted."""
+
+        def changed(data: bytes | None, stat: Any) -> bool:
+            wake()
+            return data is not None or stat is not None
+
+        DataWatch(self._client, path, changed)
+
+    def ensure_path(self, path: str) -> None:
+        """Create ``path`` (and its parents) if missing."""
+        self._retry(lambda: self._client.ensure_path(path), writing=True)
+
+    def claim_ephemeral(self, path: str, data: bytes) -> None:
+        """Create ``path`` as an ephemeral znode of this session, replacing a stale one.
+
+        A znode left by a previous session of the same owner (a daemon killed and
+        restarted before ZooKeeper expired its session) is deleted first.
+        """
+        session_id = self._client.client_id[0] if self._client.client_id else None
+
+        def once() -> None:
+            try:
+                self._client.create(path, data, ephemeral=True, makepath=True)
+            except NodeExistsError:
+                try:
+                    _, stat = self._client.get(path)
+                except NoNodeError:
+                    raise ConnectionLoss("retry: the stale znode went away") from None
+                if stat.ephemeralOwner == session_id:
+                    self._client.set(path, data)
+                    return
+                self._client.delete(path, version=stat.version)
+                self._client.create(path, data, ephemeral=True, makepath=True)
+
+        self._retry(once, writing=True)
+
+    def release_ephemeral(self, path: str) -> None:
+        """Delete ``path`` if it exists (an ephemeral znode this session owns)."""
+        try:
+            self._retry(lambda: self._client.delete(path), writing=True)
+        except NoNodeError:
+            pass
 
     # ----------------------------------------------------------------- plumbing
 

@@ -107,4 +107,5 @@ def _placement_values(vm: VmRecord, target: str) -> dict[str, Any]:
     values: dict[str, Any] = {"node": target}
     if vm.state in ("start", "restart"):
         values["state"] = "migrate"
+        values["failedreason"] = ""  # the outcome of this migration will say what happened
     return values

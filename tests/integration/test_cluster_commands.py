@@ -70,6 +70,7 @@ def test_init_creates_the_tree_on_an_empty_tree(fresh: PvcRunner, store: ZkStore
         "/domains": (b"", 0),
         "/nodes": (b"", 0),
         "/networks": (b"", 0),
+        "/liveness": (b"", 0),
         "/primary_node": (b"", 0),
     }
     # The tree is usable at once.
@@ -137,6 +138,7 @@ def test_init_yes_wipes_everything_and_starts_again(
         "/domains",
         "/nodes",
         "/networks",
+        "/liveness",
         "/primary_node",
     }
     assert json.loads(pvc("vm", "list", "-o", "json").stdout) == []

@@ -50,14 +50,18 @@ def test_unknown_action_is_invalid_input() -> None:
         state_change(vm(), "pause")
 
 
+#: A running VM's temporary migration from hv1 to hv2 (an old failure reason is cleared).
+MIGRATING = {"node": "hv2", "lastnode": "hv1", "state": "migrate", "failedreason": ""}
+
+
 @pytest.mark.parametrize(
     ("record", "force", "expected"),
     [
-        (vm("start"), False, {"node": "hv2", "lastnode": "hv1", "state": "migrate"}),
-        (vm("restart"), False, {"node": "hv2", "lastnode": "hv1", "state": "migrate"}),
+        (vm("start"), False, MIGRATING),
+        (vm("restart"), False, MIGRATING),
         (vm("stop"), False, {"node": "hv2", "lastnode": "hv1"}),
         # --force on a migrated VM keeps the original previous node (its home)
-        (vm("start", "hv3", "hv1"), True, {"node": "hv2", "lastnode": "hv1", "state": "migrate"}),
+        (vm("start", "hv3", "hv1"), True, MIGRATING),
     ],
 )
 def test_migration_bookkeeping(record: VmRecord, force: bool, expected: dict[str, str]) -> None:
@@ -78,6 +82,7 @@ def test_move_and_unmigrate_clear_the_previous_node() -> None:
         "node": "hv2",
         "lastnode": "",
         "state": "migrate",
+        "failedreason": "",
     }
     assert unmigrate_change(vm("stop", "hv3", "hv1")).values == {"node": "hv1", "lastnode": ""}
     with pytest.raises(PreconditionFailed, match="not migrated"):

@@ -1,0 +1,231 @@
+"""Carrying out one reconcile decision for one VM (runs in that VM's worker).
+
+Each function takes the VM as just read, does the libvirt part through the
+:class:`Hypervisor` adapter and writes the result with version checks. A conflict means
+somebody changed the VM meanwhile: the daemon simply decides again on the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pvc_common.errors import Conflict, HypervisorError, NotFound, PvcError
+from pvc_common.models import NodeRecord, VmRecord
+from pvc_common.mutations import EVENTS, update_vm
+from pvc_common.reconcile import Action, Kind, live_only_revert
+from pvc_common.snapshot import load_node
+from pvc_common.store import ZkStore
+
+from .config import NodeConfig
+from .hypervisor import Hypervisor
+from .node_row import NodeRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActionContext:
+    """What an action needs from the daemon."""
+
+    config: NodeConfig
+    store: ZkStore
+    hypervisor: Hypervisor
+    row: NodeRow
+    #: Marks a VM as being started here (listed in runningdomains before it runs) or not.
+    set_starting: Callable[[str, bool], None]
+    #: What ``runningdomains`` must list now, given the row (re-lists from libvirt).
+    listed_now: Callable[[], tuple[str, ...]]
+    #: Called after a crash restart, to spend one unit of the VM's restart budget.
+    note_crash_restart: Callable[[str], None]
+
+    @property
+    def here(self) -> str:
+        return self.config.node.name
+
+
+def carry_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    """Do ``action`` for ``vm``; a libvirt failure ends in ``state=fail`` with its reason."""
+    handler = _HANDLERS.get(action.kind)
+    if handler is None:
+        return
+    log.info("vm %r: %s: %s", vm.name, action.kind.value, action.reason)
+    try:
+        handler(ctx, vm, action)
+    except Conflict as error:
+        log.info("vm %r changed while acting on it (%s): deciding again", vm.name, error)
+    except HypervisorError as error:
+        _record_failure(ctx, vm, str(error))
+
+
+def _record_failure(ctx: ActionContext, vm: VmRecord, reason: str) -> None:
+    log.error("vm %r: %s", vm.name, reason)
+    try:
+        update_vm(
+            ctx.store,
+            vm,
+            {"state": "fail", "failedreason": reason},
+            event=f"fail on {ctx.here}: {reason}",
+        )
+    except Conflict:
+        log.info("vm %r changed meanwhile: not recording the failure over it", vm.name)
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+def _start(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    _start_here(ctx, vm)
+    if action.crash_restart:
+        ctx.note_crash_restart(vm.uuid)
+    changes: dict[str, Any] = {}
+    if action.then_state:
+        changes["state"] = action.then_state
+    event = f"started on {ctx.here} ({action.reason})"
+    if changes:
+        update_vm(ctx.store, vm, changes, event=event)
+    else:
+        EVENTS.info("vm %r: %s", vm.name, event)
+
+
+def _start_here(ctx: ActionContext, vm: VmRecord) -> None:
+    """List the VM in runningdomains (only if it is still ours as read), then start it."""
+    ctx.set_starting(vm.uuid, True)
+    try:
+        ctx.row.update(
+            lambda row: {"runningdomains": tuple(sorted({*ctx.listed_now(), vm.uuid}))},
+            guard=vm,
+        )
+        ctx.hypervisor.start(vm.uuid, vm.xml)
+    except BaseException:
+        ctx.set_starting(vm.uuid, False)
+        _publish_running(ctx)
+        raise
+    ctx.set_starting(vm.uuid, False)
+
+
+def _shutdown(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    how = ctx.hypervisor.shutdown(vm.uuid, ctx.config.vm.shutdown_timeout)
+    _publish_running(ctx)
+    if action.then_state:
+        update_vm(
+            ctx.store,
+            vm,
+            {"state": action.then_state},
+            event=f"{how} on {ctx.here} ({action.reason})",
+        )
+
+
+def _destroy(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    ctx.hypervisor.destroy(vm.uuid)
+    _publish_running(ctx)
+    log.info("vm %r: stopped on %s (%s)", vm.name, ctx.here, action.reason)
+
+
+def _restart(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    ctx.hypervisor.shutdown(vm.uuid, ctx.config.vm.shutdown_timeout)
+    _publish_running(ctx)
+    _start_here(ctx, vm)
+    update_vm(ctx.store, vm, {"state": "start"}, event=f"restarted on {ctx.here}")
+
+
+def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    changes: dict[str, Any] = {"state": action.then_state}
+    if action.failedreason:
+        changes["failedreason"] = action.failedreason
+    update_vm(ctx.store, vm, changes, event=f"{action.then_state} ({action.reason})")
+
+
+def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    """Send a VM that runs here to ``action.target``: live, else by shutdown and start."""
+    target = _target_node(ctx, action.target)
+    method = vm.migration_method
+    live_error = ""
+    if method != "shutdown":
+        live_error = _try_live(ctx, vm, target)
+        if not live_error:
+            _publish_running(ctx)
+            try:
+                update_vm(
+                    ctx.store,
+                    vm,
+                    {"state": "start"},
+                    event=f"live-migrated {ctx.here} -> {target.name}",
+                )
+            except Conflict:
+                # The target saw it arrive and recorded it first: nothing left to do.
+                pass
+            return
+        if method == "live":
+            revert = live_only_revert(vm, ctx.here, live_error)
+            update_vm(ctx.store, vm, revert, event=revert["failedreason"])
+            return
+        log.warning("vm %r: %s; falling back to shutdown and start", vm.name, live_error)
+    how = ctx.hypervisor.shutdown(vm.uuid, ctx.config.vm.shutdown_timeout)
+    changes: dict[str, Any] = {"state": "start"}
+    if live_error:
+        changes["failedreason"] = f"{live_error}; moved by shutdown and start instead"
+    # The target starts it only once this node no longer lists it: write both at once.
+    ctx.row.hand_over(
+        vm,
+        changes,
+        lambda row: {"runningdomains": ctx.listed_now()},
+        event=f"shutdown-migrated {ctx.here} -> {target.name} ({how})",
+    )
+
+
+def _target_node(ctx: ActionContext, name: str) -> NodeRecord:
+    try:
+        return load_node(ctx.store, name)
+    except NotFound:
+        raise HypervisorError(f"migration target {name!r} is not a known node") from None
+
+
+def _try_live(ctx: ActionContext, vm: VmRecord, target: NodeRecord) -> str:
+    """Live-migrate, a few attempts; return '' on success or the last error."""
+    if not target.libvirturi or not target.migrationuri:
+        return f"{target.name} has not published its libvirt and migration URIs (daemon down?)"
+    if target.daemonstate != "run":
+        return f"{target.name}'s daemon is {target.daemonstate}, not run"
+    error = ""
+    for attempt in range(1, ctx.config.migration.attempts + 1):
+        try:
+            ctx.hypervisor.migrate(
+                vm.uuid,
+                peer_uri=target.libvirturi,
+                migration_uri=target.migrationuri,
+                max_downtime_ms=ctx.config.migration.max_downtime_ms,
+                timeout=ctx.config.migration.timeout,
+            )
+            return ""
+        except HypervisorError as failure:
+            error = str(failure)
+            log.warning(
+                "vm %r: live migration to %s, attempt %d of %d: %s",
+                vm.name,
+                target.name,
+                attempt,
+                ctx.config.migration.attempts,
+                error,
+            )
+    return error
+
+
+def _publish_running(ctx: ActionContext) -> None:
+    """Rewrite runningdomains from libvirt now, so peers waiting on it see the change."""
+    try:
+        ctx.row.update(lambda row: {"runningdomains": ctx.listed_now()})
+    except PvcError as error:
+        log.warning("could not publish runningdomains: %s", error)
+
+
+_HANDLERS: dict[Kind, Callable[[ActionContext, VmRecord, Action], None]] = {
+    Kind.START: _start,
+    Kind.SHUTDOWN: _shutdown,
+    Kind.DESTROY: _destroy,
+    Kind.RESTART: _restart,
+    Kind.RECORD: _record,
+    Kind.MIGRATE_OUT: _migrate_out,
+}
