@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make test      install what the suite needs (Debian's zookeeper, a virtualenv) and run it all
-#   make cluster   (arrives with the node daemon) bring up a local cluster
+#   make cluster   bring up a local cluster: ZooKeeper, hosts hv1..hv3 (libvirtd + QEMU), their
+#                  node daemons and a demo VM; MODE=test uses libvirt's test driver (no QEMU)
 # Every target is idempotent: a second run only re-does what changed.
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := zookeeper libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu \
 	libvirt-clients qemu-system-x86 busybox-static cpio
 
-.PHONY: test lint unit integration bench system-deps venv clean
+.PHONY: test lint unit integration bench system-deps venv clean cluster cluster-down
 
 test: lint
 	$(BIN)/pytest -q
@@ -32,6 +33,14 @@ lint: venv system-deps
 
 bench: venv system-deps
 	$(BIN)/python benchmarks/vm_list.py
+
+MODE ?= qemu
+
+cluster: venv system-deps
+	@$(BIN)/python -m tests.harness.cluster up --mode $(MODE)
+
+cluster-down: venv
+	@$(BIN)/python -m tests.harness.cluster down
 
 system-deps: $(STAMPS)/system-deps
 
@@ -60,4 +69,4 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/system-deps
 	@touch $@
 
 clean:
-	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .cache

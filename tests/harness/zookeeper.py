@@ -378,7 +378,9 @@ class ZooKeeperServer(_ServingContext):
             )
         self.pid = self._process.pid
         self.returncode = None
-        _RUNNING.add(self)
+        if self.die_with_parent:
+            # Detached servers (make cluster) are meant to outlive this process.
+            _RUNNING.add(self)
 
     def wait_serving(self, timeout: float = 30.0) -> str:
         """Wait until the server serves clients and return its mode.

@@ -186,3 +186,19 @@ def test_migration_refusals_change_nothing(pvc: PvcRunner, cluster: ZkStore, web
     assert "no node can take 'web1'" in result.output
     assert "hv4 is not ready" in result.output
     assert placement(pvc, web1) == ("stop", "hv1", "")
+
+
+# --------------------------------------------------------------------------- --wait
+
+
+def test_wait_without_a_daemon_times_out_with_the_state_it_saw(pvc: PvcRunner, web1: str) -> None:
+    result = pvc("vm", "start", web1, "--wait", "--wait-timeout", "1", expect=1)
+    assert "timed out after 1 s (state start)" in result.output
+    assert "running on nowhere" in result.output  # the progress line
+    assert pvc.info(web1)["state"] == "start"  # the request itself stays in place
+
+
+def test_wait_reports_a_stopped_vm_at_once(pvc: PvcRunner, web1: str) -> None:
+    # A stopped VM only changes node: nothing has to run, so the outcome is immediate.
+    result = pvc("vm", "move", web1, "-t", "hv2", "--wait")
+    assert "assigned to hv2, stop" in result.output

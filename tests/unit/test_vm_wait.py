@@ -1,0 +1,70 @@
+"""When a request carried out by the daemons has an outcome (``pvc vm ... --wait``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvc_common.models import NodeRecord, VmRecord
+from pvc_common.vm_wait import judge, running_on
+
+
+def vm(state: str, node: str = "hv2", failedreason: str = "") -> VmRecord:
+    return VmRecord(uuid="u1", name="web1", state=state, node=node, failedreason=failedreason)
+
+
+# action, record, nodes running it, target, expected (None = still going, else ok flag)
+CASES = [
+    ("start", vm("start"), (), "", None),
+    ("start", vm("start"), ("hv2",), "", True),
+    ("start", vm("fail", failedreason="no such file"), (), "", False),
+    ("restart", vm("restart"), ("hv2",), "", None),
+    ("restart", vm("start"), ("hv2",), "", True),
+    ("shutdown", vm("shutdown"), (), "", None),
+    ("shutdown", vm("stop"), ("hv2",), "", None),
+    ("shutdown", vm("stop"), (), "", True),
+    ("stop", vm("stop"), ("hv2",), "", None),
+    ("stop", vm("stop"), (), "", True),
+    ("disable", vm("disable"), (), "", True),
+    ("migrate", vm("migrate"), ("hv1",), "hv2", None),
+    ("migrate", vm("start"), ("hv1",), "hv2", None),
+    ("migrate", vm("start"), ("hv1", "hv2"), "hv2", None),
+    ("migrate", vm("start"), ("hv2",), "hv2", True),
+    ("migrate", vm("start", node="hv1", failedreason="live-only"), ("hv1",), "hv2", False),
+    ("migrate", vm("stop"), (), "hv2", True),
+    ("move", vm("start"), ("hv2",), "hv2", True),
+    ("unmigrate", vm("fail", failedreason="boom"), (), "hv2", False),
+]
+
+
+@pytest.mark.parametrize(("action", "record", "where", "target", "expected"), CASES)
+def test_judge(
+    action: str, record: VmRecord, where: tuple[str, ...], target: str, expected: bool | None
+) -> None:
+    outcome = judge(action, record, where, target)
+    if expected is None:
+        assert outcome is None
+    else:
+        assert outcome is not None and outcome.ok is expected
+        assert outcome.message
+
+
+def test_outcome_messages_carry_the_reason() -> None:
+    failed = judge("start", vm("fail", failedreason="qemu: no kernel"), ())
+    assert failed is not None and "qemu: no kernel" in failed.message
+    fallback = judge("migrate", vm("start", failedreason="moved by shutdown"), ("hv2",), "hv2")
+    assert fallback is not None and fallback.ok and "moved by shutdown" in fallback.message
+
+
+def test_unknown_action_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        judge("teleport", vm("start"), ())
+
+
+def test_running_on_reads_runningdomains() -> None:
+    nodes = [
+        NodeRecord(name="hv1", runningdomains=("u1", "u2")),
+        NodeRecord(name="hv2", runningdomains=("u3",)),
+        NodeRecord(name="hv3", runningdomains=("u1",)),
+    ]
+    assert running_on(nodes, "u1") == ("hv1", "hv3")
+    assert running_on(nodes, "u9") == ()
