@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -311,8 +312,13 @@ class Hypervisor:
         timer.daemon = True
         timer.start()
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+        params = {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri}
+        listen = urlsplit(migration_uri).hostname
+        if listen:
+            # Without it the target QEMU listens on every address, not only the one given.
+            params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = listen
         try:
-            dom.migrateToURI3(peer_uri, {libvirt.VIR_MIGRATE_PARAM_URI: migration_uri}, flags)
+            dom.migrateToURI3(peer_uri, params, flags)
         except libvirt.libvirtError as error:
             why = f"timed out after {timeout:g} s" if aborted.is_set() else _message(error)
             raise HypervisorError(f"live migration failed: {why}") from None
