@@ -175,7 +175,12 @@ class NodeDaemon:
     def _on_connection(self, state: str) -> None:
         # Runs on kazoo's thread: only record and signal.
         if state == "lost":
+            log.warning("ZooKeeper session expired: acting on nothing until a new one is up")
             self._session_lost.set()
+        elif state == "suspended":
+            log.warning("ZooKeeper connection suspended: acting on nothing until it returns")
+        else:
+            log.info("ZooKeeper connection is back")
         self._wake.set()
 
     def _domains_changed(self) -> None:
@@ -196,6 +201,7 @@ class NodeDaemon:
             try:
                 if self._session_lost.is_set() and self.store.connected:
                     # A new session: the ephemeral znode died with the old one.
+                    log.info("new ZooKeeper session: claiming the liveness znode again")
                     self._session_lost.clear()
                     self.row.forget()
                     self._claim_liveness()

@@ -14,6 +14,8 @@ from typing import Any
 import libvirt
 import pytest
 
+from tests.cluster.driver import ClusterDriver
+from tests.harness.cluster import LocalCluster
 from tests.harness.guest import DEFAULT_CACHE_DIR, GuestImage, build_guest_image
 from tests.harness.hypervisor import DEFAULT_CAPABILITY_CACHE, LibvirtHost
 
@@ -69,3 +71,42 @@ def host_factory(host_workdir: Path, capability_cache: Path) -> Iterator[HostFac
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+# --------------------------------------------------------------------------------------
+# The local cluster (the same tooling as `make cluster`), shared by the daemon tests
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """ZooKeeper (3 members), hosts hv1..hv3 with libvirtd, and a pvcnoded on each.
+
+    Tests share it: each defines its own VMs (a unique name) and removes them at the end,
+    and a test that stops a daemon or a ZooKeeper member brings it back.
+    """
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("lc"),
+        zookeeper_members=3,
+        # Short timeouts keep fault tests fast; a small budget makes crash loops short.
+        daemon_settings={
+            "vm": {"shutdown_timeout": 10, "restart_budget": 2, "restart_window": 120},
+            "migration": {"attempts": 1, "timeout": 30},
+        },
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(local_cluster: LocalCluster) -> Iterator[ClusterDriver]:
+    """A driver for one test: runs `pvc`, reads libvirt and cleans the test's VMs up."""
+    driver = ClusterDriver(local_cluster)
+    for daemon in local_cluster.daemons.values():
+        if not daemon.is_alive():
+            daemon.start()
+    local_cluster.wait_nodes_running()
+    yield driver
+    driver.remove_all()

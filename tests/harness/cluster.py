@@ -43,7 +43,12 @@ import yaml
 from pvc_common.cluster_ops import cluster_exists, init_cluster
 from pvc_common.snapshot import load_nodes
 from pvc_common.store import ZkStore
-from tests.harness.zookeeper import ZooKeeperServer, pid_is_running, wait_until
+from tests.harness.zookeeper import (
+    ZooKeeperEnsemble,
+    ZooKeeperServer,
+    pid_is_running,
+    wait_until,
+)
 
 Mode = Literal["qemu", "test"]
 
@@ -156,15 +161,23 @@ class LocalCluster:
         nodes: tuple[str, ...] = NODE_NAMES,
         die_with_parent: bool = True,
         daemon_settings: dict[str, dict[str, Any]] | None = None,
+        zookeeper_members: int = 1,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.mode = mode
         self.node_names = nodes
         self.die_with_parent = die_with_parent
         self.daemon_settings = daemon_settings or {}
-        self.zookeeper = ZooKeeperServer(
-            self.workdir / "zookeeper", die_with_parent=die_with_parent
-        )
+        # One server for make cluster; the fault tests use a 3-member ensemble.
+        self.zookeeper: ZooKeeperServer | ZooKeeperEnsemble
+        if zookeeper_members == 1:
+            self.zookeeper = ZooKeeperServer(
+                self.workdir / "zookeeper", die_with_parent=die_with_parent
+            )
+        else:
+            self.zookeeper = ZooKeeperEnsemble(
+                self.workdir / "zookeeper", zookeeper_members, die_with_parent=die_with_parent
+            )
         self.hosts: dict[str, Any] = {}  # name -> LibvirtHost (qemu mode)
         self.daemons: dict[str, NodeDaemonProcess] = {}
         self.image: Any = None  # GuestImage (qemu mode)
@@ -212,7 +225,8 @@ class LocalCluster:
                 )
                 self.daemons[name] = daemon
                 daemon.start()
-            self._save_state()
+            if not self.die_with_parent:  # recorded for make cluster-down
+                self._save_state()
             self.wait_nodes_running(timeout)
         except BaseException:
             self.stop()
@@ -275,7 +289,7 @@ class LocalCluster:
     def _save_state(self) -> None:
         state = {
             "mode": self.mode,
-            "zookeeper": {"hosts": self.zk_hosts, "pid": self.zookeeper.pid},
+            "zookeeper": {"hosts": self.zk_hosts, "pid": self._zookeeper_server().pid},
             "nodes": {
                 name: {"daemon_pid": daemon.pid, "config": str(daemon.config_path)}
                 for name, daemon in self.daemons.items()
@@ -292,8 +306,9 @@ class LocalCluster:
         except (OSError, ValueError) as error:
             raise ClusterError(f"no cluster recorded in {workdir}: {error}") from None
         cluster = cls(workdir, mode=state["mode"], nodes=tuple(state["nodes"]))
-        cluster.zookeeper.client_port = int(state["zookeeper"]["hosts"].rsplit(":", 1)[1])
-        cluster.zookeeper.pid = state["zookeeper"]["pid"]
+        server = cluster._zookeeper_server()
+        server.client_port = int(state["zookeeper"]["hosts"].rsplit(":", 1)[1])
+        server.pid = state["zookeeper"]["pid"]
         for name, node in state["nodes"].items():
             cluster.daemons[name] = NodeDaemonProcess(
                 name, Path(node["config"]), cluster.node_dir(name) / "pvcnoded.log", False
@@ -307,11 +322,8 @@ class LocalCluster:
 
     def is_running(self) -> bool:
         """Whether every recorded process is alive."""
-        zookeeper_alive = bool(
-            self.zookeeper.pid
-            and pid_is_running(self.zookeeper.pid)
-            and str(self.workdir) in _cmdline(self.zookeeper.pid)
-        )
+        pid = self._zookeeper_server().pid
+        zookeeper_alive = bool(pid and pid_is_running(pid) and str(self.workdir) in _cmdline(pid))
         hosts_alive = all(host.is_alive() for host in self.hosts.values())
         return zookeeper_alive and hosts_alive and all(d.is_alive() for d in self.daemons.values())
 
@@ -321,11 +333,17 @@ class LocalCluster:
             daemon.stop()
         for host in self.hosts.values():
             host.stop()
-        stop_pid(self.zookeeper.pid, str(self.workdir))
+        stop_pid(self._zookeeper_server().pid, str(self.workdir))
         with contextlib.suppress(OSError):
             (self.workdir / STATE_FILE).unlink()
 
     # ----------------------------------------------------------------- helpers
+
+    def _zookeeper_server(self) -> ZooKeeperServer:
+        # Only a single-server cluster is recorded for another process (make cluster).
+        if not isinstance(self.zookeeper, ZooKeeperServer):
+            raise ClusterError("an ensemble cluster cannot be recorded or re-attached")
+        return self.zookeeper
 
     @contextlib.contextmanager
     def store(self) -> Iterator[ZkStore]:

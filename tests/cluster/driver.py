@@ -1,0 +1,147 @@
+"""What a cluster test does: run the real `pvc`, ask libvirtd directly, read consoles.
+
+Every check of a behaviour asks the hypervisors themselves (never only our own records)
+and every wait is a deadline poll.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid as uuid_module
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from tests.harness.cluster import LocalCluster
+from tests.harness.guest import ConsoleLog, read_console
+from tests.harness.zookeeper import wait_until
+
+PVC = str(Path(sys.executable).with_name("pvc"))
+
+#: A guest boots (first console line) in ~3 s alone; allow for two cores shared.
+BOOT_TIMEOUT = 60.0
+
+
+class ClusterDriver:
+    """One test's handle on the shared local cluster."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.vms: dict[str, str] = {}  # name -> UUID, for clean-up
+
+    # ----------------------------------------------------------------- pvc
+
+    def pvc(self, *args: str, expect: int | None = 0, timeout: float = 120.0) -> str:
+        """Run the real `pvc` against the cluster; return stdout+stderr."""
+        env = {**os.environ, "PVC_ZOOKEEPER": self.cluster.zk_hosts, "NO_COLOR": "1"}
+        result = subprocess.run(
+            [PVC, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        output = result.stdout + result.stderr
+        if expect is not None and result.returncode != expect:
+            raise AssertionError(
+                f"pvc {' '.join(args)} exited {result.returncode}, expected {expect}:\n{output}"
+            )
+        return output
+
+    def info(self, name: str) -> dict[str, Any]:
+        """``pvc vm info -o json``."""
+        data: dict[str, Any] = json.loads(self.pvc("vm", "info", name, "-o", "json"))
+        return data
+
+    def define(self, name: str, node: str = "hv1", *meta: str) -> str:
+        """Define a tiny guest on ``node``; ``meta`` are extra `pvc vm define` options."""
+        uuid = str(uuid_module.uuid4())
+        xml_path = self.cluster.workdir / f"{name}.xml"
+        xml_path.write_text(self.cluster.vm_xml(name, uuid))
+        self.console_path(name).unlink(missing_ok=True)
+        self.pvc("vm", "define", "--target", node, *meta, str(xml_path))
+        self.vms[name] = uuid
+        return uuid
+
+    def start_running(self, name: str, node: str = "hv1", *meta: str) -> str:
+        """Define and start a guest, and wait for its first console tick."""
+        uuid = self.define(name, node, *meta)
+        self.pvc("vm", "start", name, "--wait", "--wait-timeout", "60")
+        self.wait_ticks(name, after=0)
+        return uuid
+
+    def remove_all(self) -> None:
+        """Stop and undefine the VMs this test defined."""
+        for name, uuid in self.vms.items():
+            self.pvc("vm", "stop", name, "--yes", "--wait", "--wait-timeout", "30", expect=None)
+            try:
+                wait_until(lambda u=uuid: not self.active_on(u), 30, f"{name} still runs")
+            finally:
+                self.pvc("vm", "undefine", name, "--yes", expect=None)
+
+    # ----------------------------------------------------------------- hypervisors
+
+    def _domain_states(self, uuid: str) -> dict[str, int]:
+        states: dict[str, int] = {}
+        for name, host in self.cluster.hosts.items():
+            with host.connection() as conn:
+                try:
+                    states[name] = conn.lookupByUUIDString(uuid).state()[0]
+                except libvirt.libvirtError:
+                    continue
+        return states
+
+    def active_on(self, uuid: str) -> list[str]:
+        """Hosts whose libvirtd has the VM active (running, paused or arriving)."""
+        return sorted(
+            name
+            for name, state in self._domain_states(uuid).items()
+            if state != libvirt.VIR_DOMAIN_SHUTOFF
+        )
+
+    def running_on(self, uuid: str) -> list[str]:
+        """Hosts where the VM's CPUs actually run (libvirt state RUNNING)."""
+        return sorted(
+            name
+            for name, state in self._domain_states(uuid).items()
+            if state == libvirt.VIR_DOMAIN_RUNNING
+        )
+
+    def wait_running_on(self, uuid: str, node: str, timeout: float = BOOT_TIMEOUT) -> None:
+        wait_until(
+            lambda: self.running_on(uuid) == [node],
+            timeout,
+            f"VM {uuid} not running on {node} alone (running on {self.running_on(uuid)})",
+        )
+
+    def qemu_pid(self, name: str, node: str) -> int | None:
+        return self.cluster.hosts[node].qemu_pids().get(name)
+
+    # ----------------------------------------------------------------- consoles
+
+    def console_path(self, name: str) -> Path:
+        return self.cluster.console_log(name)
+
+    def console(self, name: str) -> ConsoleLog:
+        return read_console(self.console_path(name))
+
+    def wait_ticks(self, name: str, after: int, timeout: float = BOOT_TIMEOUT) -> int:
+        """Wait for a tick counter above ``after`` (in the current boot); return it."""
+
+        def tick() -> int | None:
+            ticks = self.console(name).ticks_since_last_boot()
+            return ticks[-1] if ticks and ticks[-1] > after else None
+
+        return wait_until(tick, timeout, f"{name}: no console tick above {after}")
+
+    def wait_boots(self, name: str, count: int, timeout: float = BOOT_TIMEOUT) -> None:
+        wait_until(
+            lambda: len(self.console(name).boots) >= count,
+            timeout,
+            f"{name}: fewer than {count} boot line(s) on its console",
+        )
