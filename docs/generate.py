@@ -187,6 +187,9 @@ def render_schema() -> str:
         f"| `{schema.NETWORKS_PATH}/<vni>` | text "
         "| | The network's description; one child per key below. |",
         f"| `{schema.CONFIG_PATH}/<key>` | | | Cluster-wide settings, one znode per key below. |",
+        f"| `{schema.LIVENESS_PATH}/<name>` | text | "
+        "| Ephemeral: exists while the node's daemon holds a ZooKeeper session "
+        "(data: its PID and start time). |",
     ]
     entities = [
         (f"{schema.DOMAINS_PATH}/<uuid>", "A VM, by its libvirt UUID.", schema.DOMAIN_FIELDS),
