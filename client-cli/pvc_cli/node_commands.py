@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import click
@@ -19,9 +20,10 @@ def node() -> None:
     """List and inspect nodes; flush them for maintenance and make them ready again."""
 
 
-def node_as_dict(record: NodeRecord) -> dict[str, Any]:
-    """A node as plain data, without its BMC password."""
+def node_as_dict(record: NodeRecord, live: frozenset[str]) -> dict[str, Any]:
+    """A node as plain data, without its BMC password; ``live`` names nodes with a session."""
     data = dataclasses.asdict(record)
+    data["session_alive"] = record.name in live
     data.pop("ipmipassword", None)
     data.pop("version", None)
     data["staticdata"] = list(record.staticdata)
@@ -34,9 +36,11 @@ def node_as_dict(record: NodeRecord) -> dict[str, Any]:
 @click.pass_context
 def list_command(ctx: click.Context, output_format: str) -> None:
     """List the nodes with their states and figures (memory in MiB)."""
-    nodes = node_ops.list_nodes(store_of(ctx))
+    store = store_of(ctx)
+    nodes = node_ops.list_nodes(store)
     if output_format != "pretty":
-        echo(render_data([node_as_dict(n) for n in nodes], output_format))
+        live = node_ops.live_nodes(store)
+        echo(render_data([node_as_dict(n, live) for n in nodes], output_format))
         return
     headers = [
         "Name",
@@ -76,16 +80,20 @@ def list_command(ctx: click.Context, output_format: str) -> None:
 @click.pass_context
 def info(ctx: click.Context, output_format: str, name: str) -> None:
     """Show one node."""
-    n = node_ops.node_info(store_of(ctx), name)
+    store = store_of(ctx)
+    n = node_ops.node_info(store, name)
+    live = node_ops.live_nodes(store)
     if output_format != "pretty":
-        echo(render_data(node_as_dict(n), output_format))
+        echo(render_data(node_as_dict(n, live), output_format))
         return
+    ago = f" ({max(0, int(time.time()) - n.keepalive)} s ago)" if n.keepalive else " (never)"
     click.echo(
         render_fields(
             [
                 ("Name", n.name),
                 ("Type", n.node_type),
                 ("Daemon state", state_cell(n.daemonstate)),
+                ("Daemon session", "alive" if n.name in live else "none"),
                 ("Domain state", state_cell(n.domainstate)),
                 ("Running VMs", str(n.domainscount)),
                 ("vCPUs allocated", str(n.vcpualloc)),
@@ -95,7 +103,7 @@ def info(ctx: click.Context, output_format: str, name: str) -> None:
                 ("Memory free", f"{n.memfree} MiB"),
                 ("Memory allocated", f"{n.memalloc} MiB"),
                 ("Memory provisioned", f"{n.memprov} MiB"),
-                ("Keepalive", str(n.keepalive)),
+                ("Keepalive", f"{n.keepalive}{ago}"),
                 ("Static data", " ".join(n.staticdata) or "-"),
             ]
         )

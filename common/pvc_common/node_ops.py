@@ -59,6 +59,13 @@ def list_nodes(store: ZkStore) -> list[NodeRecord]:
     return load_nodes(store)
 
 
+def live_nodes(store: ZkStore) -> frozenset[str]:
+    """Names of the nodes whose daemon holds a ZooKeeper session right now."""
+    if not store.exists(schema.LIVENESS_PATH):
+        return frozenset()
+    return frozenset(store.children(schema.LIVENESS_PATH))
+
+
 def node_info(store: ZkStore, name: str) -> NodeRecord:
     """One node; :class:`NotFound` when unknown."""
     check_schema(store)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,7 +57,8 @@ def test_every_node_registers_with_figures_and_liveness(fast_cluster: LocalClust
         ("hv2", "run"),
         ("hv3", "run"),
     ]
-    assert all(n["memtotal"] == 8192 for n in nodes)
+    assert all(n["memtotal"] == 8192 and n["session_alive"] for n in nodes)
+    assert re.search(r"Daemon session: +alive", pvc(fast_cluster, "node", "info", "hv1"))
     with fast_cluster.store() as store:
         assert store.children(schema.LIVENESS_PATH) == ["hv1", "hv2", "hv3"]
 
@@ -86,7 +88,7 @@ def test_sigterm_stops_the_daemon_cleanly(fast_cluster: LocalCluster) -> None:
     daemon = fast_cluster.daemons["hv3"]
     daemon.stop()
     info = json.loads(pvc(fast_cluster, "node", "info", "hv3", "-o", "json"))
-    assert info["daemonstate"] == "stop"
+    assert info["daemonstate"] == "stop" and not info["session_alive"]
     with fast_cluster.store() as store:
         assert not store.exists(schema.liveness_path("hv3"))
     assert "daemon stopped" in daemon.log_path.read_text()
