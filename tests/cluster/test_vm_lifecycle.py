@@ -81,3 +81,16 @@ def test_a_guest_powering_itself_off_is_recorded_as_stopped(cluster: ClusterDriv
     wait_until(lambda: cluster.info("self1")["state"] == "stop", 30, "self1 not recorded stop")
     assert cluster.active_on(uuid) == []
     assert len(cluster.console("self1").boots) == 1  # not started again
+
+
+def test_a_failed_start_sets_fail_with_libvirts_reason(cluster: ClusterDriver) -> None:
+    uuid = cluster.define("broken1")
+    xml_path = cluster.cluster.workdir / "broken1.xml"
+    kernel = str(cluster.cluster.image.kernel)
+    xml_path.write_text(xml_path.read_text().replace(kernel, "/nonexistent/vmlinuz"))
+    cluster.pvc("vm", "modify", "broken1", str(xml_path))
+    output = cluster.pvc("vm", "start", "broken1", "--wait", "--wait-timeout", "60", expect=1)
+    assert "failed: start failed:" in output and "/nonexistent/vmlinuz" in output
+    info = cluster.info("broken1")
+    assert info["state"] == "fail" and "/nonexistent/vmlinuz" in info["failed_reason"]
+    assert cluster.active_on(uuid) == []
