@@ -33,6 +33,7 @@ lint: venv system-deps
 
 bench: venv system-deps
 	$(BIN)/python benchmarks/vm_list.py
+	$(BIN)/python benchmarks/lifecycle.py
 
 MODE ?= qemu
 
