@@ -94,3 +94,16 @@ def test_a_failed_start_sets_fail_with_libvirts_reason(cluster: ClusterDriver) -
     info = cluster.info("broken1")
     assert info["state"] == "fail" and "/nonexistent/vmlinuz" in info["failed_reason"]
     assert cluster.active_on(uuid) == []
+
+
+def test_a_guest_kernel_panic_is_a_crash_and_it_is_started_again(cluster: ClusterDriver) -> None:
+    uuid = cluster.start_running("panic1")
+    host = cluster.cluster.hosts["hv1"]
+    with host.connection() as conn:
+        # The guest panics on an NMI; pvpanic tells QEMU; libvirt applies on_crash=destroy.
+        conn.lookupByUUIDString(uuid).injectNMI()
+    cluster.wait_boots("panic1", 2)
+    cluster.wait_running_on(uuid, "hv1")
+    log = cluster.cluster.daemons["hv1"].log_path.read_text()
+    assert "vm 'panic1': start: crashed: restarting it" in log
+    assert cluster.info("panic1")["state"] == "start"

@@ -78,8 +78,9 @@ KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
 
 #: Kernel modules the guest loads (dependencies are added automatically): ``button``
 #: registers the ACPI power button as an input device, ``evdev`` exposes it as
-#: /dev/input/eventN for acpid.
-GUEST_MODULES = ("button", "evdev")
+#: /dev/input/eventN for acpid; ``pvpanic-mmio`` tells QEMU when the guest kernel panics,
+#: so libvirt applies the domain's ``on_crash`` action (a real guest crash, for tests).
+GUEST_MODULES = ("button", "evdev", "pvpanic-mmio")
 
 #: The statically linked busybox from Debian's busybox-static package.
 BUSYBOX = Path("/bin/busybox")
@@ -244,7 +245,9 @@ def guest_domain_xml(
     ET.SubElement(os_element, "initrd").text = str(image.initrd)
     # quiet: fewer kernel lines between ours on the serial console. panic=-1: reboot at
     # once instead of hanging should /init ever die.
-    cmdline = ["console=ttyS0", "panic=-1", "quiet"]
+    # unknown_nmi_panic: an NMI (libvirt's injectNMI) panics the guest, which is how tests
+    # make it crash on purpose.
+    cmdline = ["console=ttyS0", "panic=-1", "quiet", "unknown_nmi_panic=1"]
     if re.fullmatch(r"[A-Za-z0-9._-]+", name):
         cmdline.append(f"{HOSTNAME_PARAM}={name}")
     ET.SubElement(os_element, "cmdline").text = " ".join(cmdline)
@@ -264,6 +267,8 @@ def guest_domain_xml(
     console = ET.SubElement(devices, "console", type="pty")
     ET.SubElement(console, "target", type="serial", port="0")
     ET.SubElement(devices, "memballoon", model="none")
+    # The pvpanic device: a guest panic reaches QEMU, then libvirt's on_crash (destroy).
+    ET.SubElement(devices, "panic", model="isa")
 
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode") + "\n"
