@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .models import VmRecord
+from .models import NodeRecord, VmRecord
 
 
 class Presence(StrEnum):
@@ -163,16 +163,31 @@ def crash_restarts_within(history: Sequence[float], *, now: float, window: float
     return sum(1 for moment in history if now - moment < window)
 
 
-def live_only_revert(vm: VmRecord, here: str, error: str) -> dict[str, str]:
-    """The write that keeps a live-only VM where it runs after its live migration failed.
+def migration_method_for(vm: VmRecord, target: NodeRecord | None) -> tuple[str, str]:
+    """How to send a running VM to its target: ``("live"|"shutdown", "")`` or ``("stay", why)``.
+
+    ``live`` means live, falling back to shutdown and start unless the VM is live-only.
+    A VM is never shut down for a target that cannot take it (unknown node, daemon not
+    running, no published URIs): it stays where it runs, with the reason.
+    """
+    if target is None:
+        return "stay", f"migration target {vm.node!r} is not a known node"
+    if target.daemonstate != "run":
+        return "stay", f"migration target {target.name}'s daemon is {target.daemonstate}, not run"
+    if not (target.libvirturi and target.migrationuri):
+        return "stay", f"migration target {target.name} has not published its libvirt URIs"
+    return ("shutdown" if vm.migration_method == "shutdown" else "live"), ""
+
+
+def migration_revert(vm: VmRecord, here: str, reason: str) -> dict[str, str]:
+    """The write that keeps a VM where it runs when its migration cannot happen.
 
     The VM stays on ``here``, running; ``lastnode`` goes back to what it was before the
-    migration (a temporary migration from here set it to ``here``), and the reason is kept.
+    request (a temporary migration from here set it to ``here``); ``failedreason`` says why.
     """
-    target = vm.node
     return {
         "node": here,
         "lastnode": "" if vm.lastnode == here else vm.lastnode,
         "state": "start",
-        "failedreason": f"{error} (to {target}); migration_method is live: it stays on {here}",
+        "failedreason": f"{reason}; it stays on {here}",
     }

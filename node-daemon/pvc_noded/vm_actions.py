@@ -15,7 +15,7 @@ from typing import Any
 from pvc_common.errors import Conflict, HypervisorError, NotFound, PvcError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.mutations import EVENTS, update_vm
-from pvc_common.reconcile import Action, Kind, live_only_revert
+from pvc_common.reconcile import Action, Kind, migration_method_for, migration_revert
 from pvc_common.snapshot import load_node
 from pvc_common.store import ZkStore
 
@@ -140,10 +140,16 @@ def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
 
 def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     """Send a VM that runs here to ``action.target``: live, else by shutdown and start."""
-    target = _target_node(ctx, action.target)
-    method = vm.migration_method
+    try:
+        target: NodeRecord | None = load_node(ctx.store, action.target)
+    except NotFound:
+        target = None
+    method, why_not = migration_method_for(vm, target)
+    if target is None or method == "stay":
+        _stay(ctx, vm, why_not)
+        return
     live_error = ""
-    if method != "shutdown":
+    if method == "live":
         live_error = _try_live(ctx, vm, target)
         if not live_error:
             _publish_running(ctx)
@@ -158,9 +164,8 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
                 # The target saw it arrive and recorded it first: nothing left to do.
                 pass
             return
-        if method == "live":
-            revert = live_only_revert(vm, ctx.here, live_error)
-            update_vm(ctx.store, vm, revert, event=revert["failedreason"])
+        if vm.migration_method == "live":
+            _stay(ctx, vm, f"{live_error} (to {target.name}); migration_method is live")
             return
         log.warning("vm %r: %s; falling back to shutdown and start", vm.name, live_error)
     how = ctx.hypervisor.shutdown(vm.uuid, ctx.config.vm.shutdown_timeout)
@@ -176,19 +181,14 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     )
 
 
-def _target_node(ctx: ActionContext, name: str) -> NodeRecord:
-    try:
-        return load_node(ctx.store, name)
-    except NotFound:
-        raise HypervisorError(f"migration target {name!r} is not a known node") from None
+def _stay(ctx: ActionContext, vm: VmRecord, reason: str) -> None:
+    revert = migration_revert(vm, ctx.here, reason)
+    log.warning("vm %r: %s", vm.name, revert["failedreason"])
+    update_vm(ctx.store, vm, revert, event=f"migration undone: {revert['failedreason']}")
 
 
 def _try_live(ctx: ActionContext, vm: VmRecord, target: NodeRecord) -> str:
     """Live-migrate, a few attempts; return '' on success or the last error."""
-    if not target.libvirturi or not target.migrationuri:
-        return f"{target.name} has not published its libvirt and migration URIs (daemon down?)"
-    if target.daemonstate != "run":
-        return f"{target.name}'s daemon is {target.daemonstate}, not run"
     error = ""
     for attempt in range(1, ctx.config.migration.attempts + 1):
         try:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from pvc_common import schema
+from pvc_common.mutations import update_vm
+from pvc_common.snapshot import find_vm
 from tests.harness.cluster import LocalCluster
 from tests.harness.zookeeper import pid_is_running, wait_until
 
@@ -124,3 +126,34 @@ def test_make_cluster_is_idempotent_and_down_stops_everything(tmp_path: Path) ->
     )
     again = subprocess.run([*command, "down", *workdir], capture_output=True, text=True)
     assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def test_a_vm_is_never_shut_down_for_a_target_that_cannot_take_it(
+    fast_cluster: LocalCluster,
+) -> None:
+    define(fast_cluster, "fast3")
+    pvc(fast_cluster, "vm", "start", "fast3", "--wait")
+    fast_cluster.daemons["hv3"].stop()
+    try:
+        # As if hv3's daemon stopped just after `pvc vm migrate` checked it was ready.
+        with fast_cluster.store() as store:
+            vm = find_vm(store, "fast3")
+            update_vm(store, vm, {"node": "hv3", "lastnode": "hv1", "state": "migrate"}, event="t")
+        wait_until(
+            lambda: (
+                json.loads(pvc(fast_cluster, "vm", "info", "fast3", "-o", "json"))["state"]
+                == "start"
+            ),
+            30,
+            "the migration was not undone",
+        )
+        info = json.loads(pvc(fast_cluster, "vm", "info", "fast3", "-o", "json"))
+        assert (info["node"], info["lastnode"]) == ("hv1", "")
+        assert "hv3's daemon is stop, not run; it stays on hv1" in info["failed_reason"]
+        nodes = {n["name"]: n for n in json.loads(pvc(fast_cluster, "node", "list", "-o", "json"))}
+        assert info["uuid"] in nodes["hv1"]["runningdomains"]
+    finally:
+        fast_cluster.daemons["hv3"].start()
+        fast_cluster.wait_nodes_running()
+    pvc(fast_cluster, "vm", "stop", "fast3", "--yes", "--wait")
+    pvc(fast_cluster, "vm", "undefine", "fast3", "--yes")

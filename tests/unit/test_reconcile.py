@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pvc_common.models import VmRecord
+from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.reconcile import (
     Exit,
     Kind,
     Presence,
     crash_restarts_within,
     decide,
-    live_only_revert,
+    migration_method_for,
+    migration_revert,
 )
 
 HERE = "hv1"
@@ -119,9 +120,43 @@ def test_crash_window_counts_only_recent_restarts() -> None:
     [("hv1", ""), ("", ""), ("hv3", "hv3")],
     ids=["temporary-migration", "move", "forced-migration-keeps-home"],
 )
-def test_live_only_revert_keeps_the_vm_home(lastnode: str, restored: str) -> None:
+def test_a_migration_undone_keeps_the_vm_home(lastnode: str, restored: str) -> None:
     record = vm("migrate", node="hv2", lastnode=lastnode)
-    values = live_only_revert(record, HERE, "port blocked")
+    values = migration_revert(record, HERE, "live migration failed: port blocked")
     assert values["node"] == HERE and values["state"] == "start"
     assert values["lastnode"] == restored
-    assert "hv2" in values["failedreason"] and "port blocked" in values["failedreason"]
+    assert values["failedreason"] == "live migration failed: port blocked; it stays on hv1"
+
+
+READY = NodeRecord(
+    name="hv2", daemonstate="run", libvirturi="qemu+tcp://x/system", migrationuri="tcp://x"
+)
+STOPPED = NodeRecord(name="hv2", daemonstate="stop", libvirturi="u", migrationuri="m")
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "expected"),
+    [
+        ("none", READY, "live"),
+        ("live", READY, "live"),
+        ("shutdown", READY, "shutdown"),
+        ("none", None, "stay"),
+        ("live", STOPPED, "stay"),
+        ("shutdown", NodeRecord(name="hv2", daemonstate="dead"), "stay"),
+        ("none", NodeRecord(name="hv2", daemonstate="run"), "stay"),
+    ],
+    ids=[
+        "default",
+        "live-only",
+        "shutdown-only",
+        "unknown-target",
+        "daemon-stopped",
+        "dead-even-for-shutdown",
+        "no-uris",
+    ],
+)
+def test_how_a_running_vm_is_sent(method: str, target: NodeRecord | None, expected: str) -> None:
+    record = VmRecord(uuid="u1", name="web1", state="migrate", node="hv2", migration_method=method)
+    chosen, reason = migration_method_for(record, target)
+    assert chosen == expected
+    assert bool(reason) == (expected == "stay")
