@@ -210,7 +210,15 @@ class NodeDaemon:
                 log.warning("keepalive failed: %s", error)
 
     def _keepalive(self) -> None:
-        domains = self.hypervisor.domains()
+        try:
+            domains = self.hypervisor.domains()
+        except HypervisorError as error:
+            # The daemon is alive even if libvirtd is not (a libvirtd restart must never
+            # look like a dead node): keep the last figures and runningdomains, which
+            # also keeps other nodes from starting what may still run here.
+            log.warning("libvirt unavailable, keepalive only: %s", error)
+            self.row.update({"keepalive": int(self.clock())})
+            return
         figures = node_figures(
             self.hypervisor.host_figures(domains),
             domains,

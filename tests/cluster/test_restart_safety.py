@@ -134,3 +134,25 @@ def test_an_expired_session_is_replaced_and_the_guests_stay(cluster: ClusterDriv
     assert cluster.qemu_pid("safe6", "hv2") == pid and cluster.running_on(uuid) == ["hv2"]
     cluster.pvc("vm", "stop", "safe6", "--yes", "--wait")
     assert cluster.active_on(uuid) == []
+
+
+def test_a_libvirtd_restart_keeps_the_node_alive_and_the_guests_running(
+    cluster: ClusterDriver,
+) -> None:
+    uuid = cluster.start_running("safe7", "hv3")
+    pid = cluster.qemu_pid("safe7", "hv3")
+    host = cluster.cluster.hosts["hv3"]
+    host.kill()  # libvirtd dies; its guests do not
+    try:
+        wait_keepalives(cluster, "hv3")  # the daemon still says it is alive
+        assert cluster.qemu_pid("safe7", "hv3") == pid
+        log = cluster.cluster.daemons["hv3"].log_path.read_text()
+        assert "libvirt unavailable, keepalive only" in log
+    finally:
+        host.start()
+        host.wait_ready()
+    cluster.wait_running_on(uuid, "hv3")
+    assert cluster.qemu_pid("safe7", "hv3") == pid
+    # The daemon reconnected: it acts on the guest again.
+    cluster.pvc("vm", "restart", "safe7", "--wait")
+    cluster.wait_boots("safe7", 2)
