@@ -62,6 +62,7 @@ def _wait(ctx: click.Context, record: VmRecord, action: str, wait: bool, timeout
         record.uuid,
         action,
         target=target,
+        since_version=record.version,
         timeout=timeout,
         on_progress=lambda text: click.echo(f"  ... {text}", err=True),
     )

@@ -35,11 +35,19 @@ def running_on(nodes: Sequence[NodeRecord], uuid: str) -> tuple[str, ...]:
     return tuple(sorted(node.name for node in nodes if uuid in node.runningdomains))
 
 
-def judge(action: str, vm: VmRecord, where: Sequence[str], target: str = "") -> Outcome | None:
+def judge(
+    action: str,
+    vm: VmRecord,
+    where: Sequence[str],
+    target: str = "",
+    since_version: int = -1,
+) -> Outcome | None:
     """The outcome of ``action`` on ``vm`` as the cluster shows it now, or None if pending.
 
     ``where`` lists the nodes running the VM; ``target`` is the node a migration, move or
-    unmigrate was sent to.
+    unmigrate was sent to; ``since_version`` is the VM's row version right after the request
+    was written. A daemon lists a VM as running just *before* it starts it, and rewrites the
+    VM once the start succeeded, so a start counts as done only after that rewrite.
     """
     if vm.state == "fail":
         return Outcome(False, f"failed: {vm.failedreason or 'no reason recorded'}")
@@ -56,7 +64,7 @@ def judge(action: str, vm: VmRecord, where: Sequence[str], target: str = "") -> 
     if vm.state != "start":
         # A stopped VM only changes its node: nothing has to run.
         return Outcome(True, f"assigned to {vm.node}, {vm.state}")
-    if tuple(where) != (vm.node,):
+    if tuple(where) != (vm.node,) or vm.version <= since_version:
         return None
     note = f" ({vm.failedreason})" if vm.failedreason else ""
     return Outcome(True, f"running on {vm.node}{note}")
@@ -68,6 +76,7 @@ def wait_for_vm(
     action: str,
     *,
     target: str = "",
+    since_version: int = -1,
     timeout: float = 300.0,
     interval: float = 0.25,
     on_progress: Callable[[str], None] = lambda text: None,
@@ -87,7 +96,7 @@ def wait_for_vm(
             raise NotFound(f"the VM {uuid} was removed while waiting for it")
         vm = found[0]
         where = running_on(load_nodes(store), uuid)
-        outcome = judge(action, vm, where, target)
+        outcome = judge(action, vm, where, target, since_version)
         if outcome is not None:
             return outcome
         seen = (vm.state, vm.node, where)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pvc_common.errors import Conflict, HypervisorError, NotFound, PvcError
 from pvc_common.models import NodeRecord, VmRecord
-from pvc_common.mutations import EVENTS, update_vm
+from pvc_common.mutations import update_vm
 from pvc_common.reconcile import Action, Kind, migration_method_for, migration_revert
 from pvc_common.snapshot import load_node
 from pvc_common.store import ZkStore
@@ -80,14 +80,14 @@ def _start(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     _start_here(ctx, vm)
     if action.crash_restart:
         ctx.note_crash_restart(vm.uuid)
-    changes: dict[str, Any] = {}
-    if action.then_state:
-        changes["state"] = action.then_state
-    event = f"started on {ctx.here} ({action.reason})"
-    if changes:
-        update_vm(ctx.store, vm, changes, event=event)
-    else:
-        EVENTS.info("vm %r: %s", vm.name, event)
+    # Rewritten even when the state stays 'start': the new row version is how a client
+    # waiting on the start (pvc --wait) knows it succeeded, not just that it was listed.
+    update_vm(
+        ctx.store,
+        vm,
+        {"state": action.then_state or "start"},
+        event=f"started on {ctx.here} ({action.reason})",
+    )
 
 
 def _start_here(ctx: ActionContext, vm: VmRecord) -> None:

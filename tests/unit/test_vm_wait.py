@@ -9,7 +9,9 @@ from pvc_common.vm_wait import judge, running_on
 
 
 def vm(state: str, node: str = "hv2", failedreason: str = "") -> VmRecord:
-    return VmRecord(uuid="u1", name="web1", state=state, node=node, failedreason=failedreason)
+    return VmRecord(
+        uuid="u1", name="web1", state=state, node=node, failedreason=failedreason, version=0
+    )
 
 
 # action, record, nodes running it, target, expected (None = still going, else ok flag)
@@ -46,6 +48,15 @@ def test_judge(
     else:
         assert outcome is not None and outcome.ok is expected
         assert outcome.message
+
+
+def test_a_start_counts_only_once_the_daemon_rewrote_the_vm() -> None:
+    # Listed in runningdomains, but not yet rewritten after the request (version 4).
+    listed = VmRecord(uuid="u1", name="web1", state="start", node="hv2", version=4)
+    assert judge("start", listed, ("hv2",), since_version=4) is None
+    confirmed = VmRecord(uuid="u1", name="web1", state="start", node="hv2", version=5)
+    outcome = judge("start", confirmed, ("hv2",), since_version=4)
+    assert outcome is not None and outcome.ok
 
 
 def test_outcome_messages_carry_the_reason() -> None:
