@@ -135,7 +135,7 @@ def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     changes: dict[str, Any] = {"state": action.then_state}
     if action.failedreason:
         changes["failedreason"] = action.failedreason
-    update_vm(ctx.store, vm, changes, event=f"{action.then_state} ({action.reason})")
+    update_vm(ctx.store, vm, changes, event=f"{action.reason}: state {action.then_state}")
 
 
 def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
