@@ -124,7 +124,11 @@ transaction as the rest of the tree, and wiping a cluster deletes it first, so a
 it is not initialised: commands refuse to use it and say to run `pvc cluster init`.
 A program that finds a version newer than its own refuses to read or change the tree (a
 precondition failure, exit code 5) and asks to be upgraded: it never guesses at a layout
-it does not know.
+it does not know. One that finds an *older* version refuses too (it would write keys the
+tree lacks) and says to run `pvc cluster upgrade`, which adds what each newer version
+needs with its default, creating only what is missing and writing the new version last,
+so it is safe on a live cluster and safe to run again. Version 2 added `migration_method`
+to VMs, `libvirturi` and `migrationuri` to nodes, and the `/liveness` root.
 
 ## Row versions
 

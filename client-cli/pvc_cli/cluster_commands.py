@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pvc_common import cluster_ops
+from pvc_common import cluster_ops, schema_upgrade
 
 from .context import store_of
 from .output import Cell, echo, format_option, render_data, render_fields
@@ -27,6 +27,21 @@ def init(ctx: click.Context, yes: bool) -> None:
     """Create the cluster's tree in ZooKeeper (refuses to wipe one without --yes)."""
     cluster_ops.init_cluster(store_of(ctx), wipe=yes)
     click.echo("Cluster initialised")
+
+
+@cluster.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Bring the tree to this program's schema version (adds new keys with their defaults).
+
+    Safe to run on a live cluster and to run again: it only creates what is missing, and
+    writes the new version last, so an interrupted upgrade is simply run again.
+    """
+    before, after = schema_upgrade.upgrade_schema(store_of(ctx))
+    if before == after:
+        click.echo(f"The schema is already at version {after}")
+    else:
+        click.echo(f"Schema upgraded from version {before} to {after}")
 
 
 @cluster.command()
@@ -62,7 +77,12 @@ def status(ctx: click.Context, output_format: str) -> None:
                 ("Networks", str(summary.network_count)),
                 ("Primary node", summary.primary_node or "-"),
                 ("Default selector", summary.default_selector),
-                ("Schema version", str(summary.schema_version)),
+                (
+                    "Schema version",
+                    str(summary.schema_version)
+                    if summary.schema_current
+                    else Cell(f"{summary.schema_version} (run 'pvc cluster upgrade')", "red"),
+                ),
             ]
         )
     )

@@ -104,10 +104,16 @@ class ClusterStatus:
     failed_vms: tuple[str, ...] = ()
 
     @property
+    def schema_current(self) -> bool:
+        """Whether the tree is at this program's layout version (else: pvc cluster upgrade)."""
+        return self.schema_version == schema.SCHEMA_VERSION
+
+    @property
     def healthy(self) -> bool:
-        """No failed VM and every node running and ready."""
+        """No failed VM, every node running and ready, and the schema current."""
         return (
-            not self.failed_vms
+            self.schema_current
+            and not self.failed_vms
             and self.nodes_by_daemon_state.get("run", 0) == self.node_count
             and self.nodes_by_domain_state.get("ready", 0) == self.node_count
         )
@@ -134,8 +140,8 @@ class ClusterStatus:
 
 
 def cluster_status(store: ZkStore) -> ClusterStatus:
-    """Summarise nodes, VMs and networks."""
-    snapshot = load_snapshot(store)
+    """Summarise nodes, VMs and networks (also of a tree that still needs an upgrade)."""
+    snapshot = load_snapshot(store, allow_older=True)
     (primary,) = store.read_many([schema.PRIMARY_NODE_PATH])
     return ClusterStatus(
         schema_version=snapshot.schema_version,

@@ -28,8 +28,10 @@ from typing import Any, Final, Generic, TypeVar
 
 from .errors import InvalidInput
 
-#: Layout version this code reads and writes.
-SCHEMA_VERSION: Final = 1
+#: Layout version this code reads and writes. History (each step is in schema_upgrade):
+#: 1 the classic layout; 2 adds ``migration_method`` to VMs, ``libvirturi`` and
+#: ``migrationuri`` to nodes, and the ``/liveness`` root.
+SCHEMA_VERSION: Final = 2
 
 ROOT_PATHS: Final = ("/schema", "/config", "/domains", "/nodes", "/networks", "/liveness")
 SCHEMA_VERSION_PATH: Final = "/schema/version"

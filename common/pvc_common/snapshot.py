@@ -27,13 +27,17 @@ class ClusterSnapshot:
     schema_version: int
 
 
-def check_schema(store: ZkStore) -> int:
-    """Return the tree's schema version; refuse an uninitialised or newer tree."""
+def check_schema(store: ZkStore, *, allow_older: bool = False) -> int:
+    """Return the tree's schema version; refuse an uninitialised, newer or older tree.
+
+    An older tree lacks keys this program writes, so it is refused until upgraded
+    (``allow_older`` is for the status summary and the upgrade itself).
+    """
     (read,) = store.read_many([schema.SCHEMA_VERSION_PATH])
-    return _checked_version(read)
+    return _checked_version(read, allow_older=allow_older)
 
 
-def _checked_version(read: Read | None) -> int:
+def _checked_version(read: Read | None, *, allow_older: bool = False) -> int:
     if read is None:
         raise PreconditionFailed("the cluster is not initialised: run 'pvc cluster init'")
     version = schema.decode_schema_version(read.data)
@@ -41,6 +45,11 @@ def _checked_version(read: Read | None) -> int:
         raise PreconditionFailed(
             f"the cluster's schema is version {version}, newer than this program's "
             f"{schema.SCHEMA_VERSION}: upgrade pvc"
+        )
+    if version < schema.SCHEMA_VERSION and not allow_older:
+        raise PreconditionFailed(
+            f"the cluster's schema is version {version}, older than this program's "
+            f"{schema.SCHEMA_VERSION}: run 'pvc cluster upgrade'"
         )
     return version
 
@@ -139,9 +148,9 @@ def load_default_selector(store: ZkStore) -> str:
     return value if value in schema.DEFAULT_SELECTORS else schema.DEFAULT_SELECTOR
 
 
-def load_snapshot(store: ZkStore) -> ClusterSnapshot:
-    """Read the whole cluster after checking the schema version."""
-    version = check_schema(store)
+def load_snapshot(store: ZkStore, *, allow_older: bool = False) -> ClusterSnapshot:
+    """Read the whole cluster after checking the schema version (see :func:`check_schema`)."""
+    version = check_schema(store, allow_older=allow_older)
     return ClusterSnapshot(
         vms=tuple(load_vms(store)),
         nodes=tuple(load_nodes(store)),

@@ -14,7 +14,7 @@ from pvc_common import schema
 from pvc_common.mutations import update_vm
 from pvc_common.network_ops import add_network
 from pvc_common.snapshot import find_vm
-from pvc_common.store import Create, SetData, ZkStore
+from pvc_common.store import Create, Delete, SetData, ZkStore
 from pvc_common.vm_ops import define_vm
 from tests.integration.conftest import PvcRunner, domain_xml, parse_fields, vm_uuid
 
@@ -64,7 +64,7 @@ def test_init_creates_the_tree_on_an_empty_tree(fresh: PvcRunner, store: ZkStore
     assert result.stderr == ""
     assert tree(store) == {
         "/schema": (b"", 0),
-        "/schema/version": (b"1", 0),
+        "/schema/version": (str(schema.SCHEMA_VERSION).encode(), 0),
         "/config": (b"", 0),
         "/config/migration_target_selector": (b"mem", 0),
         "/domains": (b"", 0),
@@ -75,7 +75,7 @@ def test_init_creates_the_tree_on_an_empty_tree(fresh: PvcRunner, store: ZkStore
     }
     # The tree is usable at once.
     status = status_json(fresh)
-    assert status["schema_version"] == 1
+    assert status["schema_version"] == schema.SCHEMA_VERSION
     assert status["nodes"]["total"] == status["vms"]["total"] == status["networks"] == 0
 
 
@@ -127,7 +127,7 @@ def test_init_yes_wipes_everything_and_starts_again(
     assert result.stdout == "Cluster initialised\n"
     for root in (schema.DOMAINS_PATH, schema.NODES_PATH, schema.NETWORKS_PATH):
         assert cluster.children(root) == [], root
-    assert cluster.get(schema.SCHEMA_VERSION_PATH).data == b"1"
+    assert cluster.get(schema.SCHEMA_VERSION_PATH).data == str(schema.SCHEMA_VERSION).encode()
     assert cluster.get(schema.config_key_path("migration_target_selector")).data == b"mem"
     assert cluster.get(schema.PRIMARY_NODE_PATH).data == b""
     assert set(tree(cluster)) == {
@@ -203,7 +203,7 @@ def test_a_newer_schema_version_is_refused(
     message = result.stderr.strip()
     assert message.startswith("Error: ") and "\n" not in message
     assert re.search(r"\b99\b", message), message  # the tree's version
-    assert re.search(r"(?<![\d.])1\b", message), message  # this program's version
+    assert re.search(rf"(?<![\d.]){schema.SCHEMA_VERSION}\b", message), message  # this program's
     assert "upgrade" in message
     assert tree(cluster) == before
 
@@ -221,7 +221,7 @@ def test_status_counts_in_every_format(pvc: PvcRunner, tmp_path: Path) -> None:
 
     assert data == {
         "healthy": True,
-        "schema_version": 1,
+        "schema_version": schema.SCHEMA_VERSION,
         "primary_node": "",
         "default_selector": "mem",
         "nodes": {"total": 3, "daemon_state": {"run": 3}, "domain_state": {"ready": 3}},
@@ -240,7 +240,7 @@ def test_status_counts_in_every_format(pvc: PvcRunner, tmp_path: Path) -> None:
         "Networks": "1",
         "Primary node": "-",
         "Default selector": "mem",
-        "Schema version": "1",
+        "Schema version": str(schema.SCHEMA_VERSION),
     }
 
 
@@ -284,3 +284,42 @@ def test_status_lists_failed_vms(pvc: PvcRunner, cluster: ZkStore, tmp_path: Pat
     assert fields["Health"] == "degraded"
     assert fields["Failed VMs"] == "web2"
     assert fields["VMs"] == "3 (1 fail, 1 start, 1 stop)"
+
+
+# --------------------------------------------------------------------------- schema upgrade
+
+
+def make_version_1(store: ZkStore) -> None:
+    """Turn the test tree into what a version-1 program left: no version-2 keys."""
+    ops: list[Any] = [
+        Delete(schema.liveness_path(name)) for name in store.children(schema.LIVENESS_PATH)
+    ]
+    ops.append(Delete(schema.LIVENESS_PATH))
+    for uuid in store.children(schema.DOMAINS_PATH):
+        ops.append(Delete(schema.domain_key_path(uuid, "migration_method")))
+    for name in store.children(schema.NODES_PATH):
+        ops.append(Delete(schema.node_key_path(name, "libvirturi")))
+        ops.append(Delete(schema.node_key_path(name, "migrationuri")))
+    ops.append(SetData(schema.SCHEMA_VERSION_PATH, schema.encode_schema_version(1)))
+    store.commit(ops)
+
+
+def test_an_older_tree_is_refused_until_upgraded_and_upgrade_is_idempotent(
+    pvc: PvcRunner, cluster: ZkStore
+) -> None:
+    define_vm(cluster, domain_xml("old1", vm_uuid(1)), target="hv1")
+    make_version_1(cluster)
+    refused = pvc("vm", "list", expect=5).output
+    assert "schema is version 1, older than this program's 2: run 'pvc cluster upgrade'" in refused
+    status = status_json(pvc)  # the summary still works, and says so
+    assert (status["schema_version"], status["healthy"]) == (1, False)
+    assert "run 'pvc cluster upgrade'" in pvc("cluster", "status").output
+    assert "from version 1 to 2" in pvc("cluster", "upgrade").output
+    assert "already at version 2" in pvc("cluster", "upgrade").output
+    # Every key is back with its default, and writes of the new keys work.
+    assert pvc.info("old1")["migration_method"] == "none"
+    pvc("vm", "meta", "old1", "--method", "live")
+    assert pvc.info("old1")["migration_method"] == "live"
+    assert cluster.exists(schema.LIVENESS_PATH)
+    assert cluster.get(schema.node_key_path("hv2", "libvirturi")).data == b""
+    assert status_json(pvc)["schema_version"] == 2
