@@ -23,6 +23,9 @@ def migration_ports_blocked(cluster: LocalCluster, node: str) -> Iterator[None]:
     try:
         for port in range(first, last + 1):
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # A finished migration may leave TIME_WAIT connections on the port; a listener
+            # still blocks it (Linux refuses a second bind while one socket listens).
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind(("127.0.0.1", port))
             listener.listen()
             sockets.append(listener)

@@ -44,6 +44,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import select
 import shlex
 import shutil
@@ -176,9 +177,15 @@ _HANDED_OUT: set[int] = set()
 
 
 def find_free_port_range(count: int = MIGRATION_PORT_COUNT, attempts: int = 50) -> tuple[int, int]:
-    """Return ``(first, last)`` of ``count`` consecutive ports free on 127.0.0.1."""
+    """Return ``(first, last)`` of ``count`` consecutive ports free on 127.0.0.1.
+
+    The range lies below the kernel's ephemeral port range: a port from that range can be
+    taken at any moment as the local end of some outgoing connection, which would make
+    the destination QEMU (or a test occupying the range on purpose) fail to listen.
+    """
+    low, high = _below_ephemeral_range()
     for _ in range(attempts):
-        first = find_free_port()
+        first = random.randrange(low, high - count)
         ports = range(first, first + count)
         if ports[-1] > 65535 or _HANDED_OUT.intersection(ports):
             continue
@@ -196,6 +203,15 @@ def find_free_port_range(count: int = MIGRATION_PORT_COUNT, attempts: int = 50) 
         _HANDED_OUT.update(ports)
         return first, ports[-1]
     raise LibvirtHostError(f"no {count} consecutive free ports found in {attempts} attempts")
+
+
+def _below_ephemeral_range() -> tuple[int, int]:
+    """Ports from 10000 up to the start of the kernel's ephemeral range."""
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        start = 32768
+    return 10000, max(start, 10000 + 1000)
 
 
 def _free_port() -> int:
