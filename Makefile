@@ -10,10 +10,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# zookeeper: jars only. libvirt-dev + pkg-config: to build libvirt-python. The rest: real
-# libvirtd hosts with QEMU guests under software emulation (see docs/architecture.md).
+# zookeeper: jars only. libvirt-dev + pkg-config: to build libvirt-python. libvirt, QEMU,
+# busybox, cpio: real hypervisor hosts with tiny guests. openipmi + ipmitool: simulated BMCs
+# for fencing. ceph-* + qemu-block-extra: a single-host Ceph for RBD lock tests.
 APT_PACKAGES := zookeeper libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu \
-	libvirt-clients qemu-system-x86 busybox-static cpio
+	libvirt-clients qemu-system-x86 busybox-static cpio openipmi ipmitool \
+	ceph-mon ceph-osd ceph-common qemu-block-extra
 
 .PHONY: test lint unit integration bench system-deps venv clean cluster cluster-down
 
