@@ -56,6 +56,10 @@ CODECS: dict[str, tuple[str, str]] = {
         "space-separated list",
         "Items joined by one space; any run of whitespace separates items when read.",
     ),
+    "json": (
+        "JSON object",
+        "Compact JSON with sorted keys; an empty or unreadable value reads as `{}`.",
+    ),
 }
 
 
@@ -128,7 +132,7 @@ it does not know. One that finds an *older* version refuses too (it would write 
 tree lacks) and says to run `pvc cluster upgrade`, which adds what each newer version
 needs with its default, creating only what is missing and writing the new version last,
 so it is safe on a live cluster and safe to run again. Version 2 added `migration_method`
-to VMs, `libvirturi` and `migrationuri` to nodes, and the `/liveness` root.
+to VMs, `libvirturi`, `migrationuri` and `maintenance` to nodes, and the `/liveness` root.
 
 ## Row versions
 

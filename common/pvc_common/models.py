@@ -7,6 +7,7 @@ carry no connection and do no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class NodeRecord:
     ipmipassword: str = field(default="", repr=False)
     libvirturi: str = ""
     migrationuri: str = ""
+    #: The current or last flush/ready of the node (see ``pvc_common.maintenance``).
+    maintenance: dict[str, Any] = field(default_factory=dict, compare=False)
     #: Version of ``/nodes/<name>``: the row version every change of this node checks.
     version: int = -1
 

@@ -21,6 +21,7 @@ version: two writers that read the same version cannot both commit.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from typing import Any, Final, Generic, TypeVar
 from .errors import InvalidInput
 
 #: Layout version this code reads and writes. History (each step is in schema_upgrade):
-#: 1 the classic layout; 2 adds ``migration_method`` to VMs, ``libvirturi`` and
-#: ``migrationuri`` to nodes, and the ``/liveness`` root.
+#: 1 the classic layout; 2 adds ``migration_method`` to VMs, ``libvirturi``,
+#: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` root.
 SCHEMA_VERSION: Final = 2
 
 ROOT_PATHS: Final = ("/schema", "/config", "/domains", "/nodes", "/networks", "/liveness")
@@ -99,6 +100,19 @@ INT: Final = Codec[int]("int", lambda value: str(int(value)), _decode_int)
 FLOAT: Final = Codec[float]("float", lambda value: f"{value:.2f}", _decode_float)
 COMMA_LIST: Final = Codec[tuple[str, ...]]("comma-list", ",".join, _split(","))
 SPACE_LIST: Final = Codec[tuple[str, ...]]("space-list", " ".join, _split(None))
+
+
+def _decode_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+JSON_OBJECT: Final = Codec[dict[str, Any]](
+    "json", lambda value: json.dumps(value, sort_keys=True, separators=(",", ":")), _decode_json
+)
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,12 @@ NODE_FIELDS: Final[tuple[Field[Any], ...]] = (
     Field("ipmipassword", TEXT, "", "BMC password."),
     Field("libvirturi", TEXT, "", "URI at which peer daemons reach this node's libvirtd."),
     Field("migrationuri", TEXT, "", "QEMU migration data URI toward this node."),
+    Field(
+        "maintenance",
+        JSON_OBJECT,
+        {},
+        "JSON record of the node's current or last flush or ready: per-VM plan and outcome.",
+    ),
 )
 
 NETWORK_FIELDS: Final[tuple[Field[Any], ...]] = (

@@ -250,6 +250,17 @@ class VmSection:
 
 
 @dataclass(frozen=True)
+class MaintenanceSection:
+    """Flushing and readying this node."""
+
+    #: VMs migrated away (or back) at the same time during a flush or ready.
+    concurrency: int = field(default=2, metadata=_reads(_integer(1)))
+    #: Seconds one VM's move may take before it is recorded as failed (nothing waits
+    #: forever); it should exceed migration attempts x timeout + vm.shutdown_timeout.
+    vm_timeout: float = field(default=600.0, metadata=_reads(_seconds))
+
+
+@dataclass(frozen=True)
 class ConsoleSection:
     """Serial console logs of the VMs."""
 
@@ -289,6 +300,7 @@ class NodeConfig:
     libvirt: LibvirtSection
     migration: MigrationSection
     vm: VmSection
+    maintenance: MaintenanceSection
     console: ConsoleSection
     daemon: DaemonSection
     logging: LoggingSection
