@@ -284,7 +284,7 @@ def test_long_values_are_shortened_in_messages() -> None:
             ["node", "zookeeper"],
             [
                 "top level: must be a mapping of sections (node, zookeeper, libvirt, migration, "
-                "vm, console, daemon, logging), not ['node', 'zookeeper']"
+                "vm, maintenance, console, daemon, logging), not ['node', 'zookeeper']"
             ],
         ),
         ("just text", ["top level: must be a mapping of sections"]),
@@ -330,7 +330,7 @@ def test_omitting_optional_sections_is_fine_and_empty_ones_too() -> None:
         ),
         (
             {**MINIMAL, "ceph": {}},
-            "ceph: unknown section (known: node, zookeeper, libvirt, migration, vm, console, "
+            "ceph: unknown section (known: node, zookeeper, libvirt, migration, vm, maintenance, console, "
             "daemon, logging)",
         ),
         (document("vm", 5, 1), "vm.5: unknown key (known: shutdown_timeout, restart_budget,"),
