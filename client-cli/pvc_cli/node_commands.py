@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pvc_common import node_ops
+from pvc_common import maintenance, node_ops
 from pvc_common.models import NodeRecord
 
 from .context import store_of
@@ -110,19 +110,68 @@ def info(ctx: click.Context, output_format: str, name: str) -> None:
     )
 
 
-@node.command()
-@click.argument("name")
-@click.pass_context
-def flush(ctx: click.Context, name: str) -> None:
-    """Ask NAME's daemon to move its VMs away (within their limits) for maintenance."""
-    record = node_ops.set_node_domain_state(store_of(ctx), name, "flush")
-    click.echo(f"Node {record.name!r}: flush requested (domain state {record.domainstate})")
+def _maintenance_command(kind: str, summary: str) -> None:
+    @click.option(
+        "-n", "--dry-run", is_flag=True, help="Only print the plan: what would happen to each VM."
+    )
+    @click.option(
+        "-w", "--wait", is_flag=True, help="Follow it VM by VM and end with an outcome table."
+    )
+    @click.option(
+        "--wait-timeout",
+        type=click.FloatRange(min=1),
+        default=1800,
+        show_default=True,
+        metavar="SECONDS",
+        help="Give up waiting after this long (the request itself stays in place).",
+    )
+    @click.argument("name")
+    @click.pass_context
+    def command(
+        ctx: click.Context, name: str, dry_run: bool, wait: bool, wait_timeout: float
+    ) -> None:
+        store = store_of(ctx)
+        if dry_run:
+            plan = maintenance.plan_for(store, name, kind)
+            headers = ["VM", "Action", "Target", "Reason"]
+            rows = [[Cell(cell) for cell in row] for row in plan.rows()]
+            click.echo(f"{kind.capitalize()} of {name} would do ({len(rows)} VM(s)):")
+            if rows:
+                echo(render_table(headers, rows))
+            return
+        asked = time.time()
+        record = node_ops.set_node_domain_state(store, name, kind)
+        click.echo(f"Node {record.name!r}: {kind} requested (domain state {record.domainstate})")
+        if not wait:
+            return
+        outcome = maintenance.wait_for_maintenance(
+            store,
+            name,
+            kind,
+            started_after=asked,
+            timeout=wait_timeout,
+            on_progress=lambda text: click.echo(f"  ... {text}", err=True),
+        )
+        rows = [[Cell(cell) for cell in row] for row in maintenance.outcome_rows(outcome.record)]
+        if rows:
+            echo(render_table(["VM", "Action", "Target", "Outcome", "Reason"], rows))
+        click.echo(outcome.message)
+        if not outcome.ok:
+            ctx.exit(1)
+
+    command.__doc__ = summary
+    node.command(name=kind)(command)
 
 
-@node.command()
-@click.argument("name")
-@click.pass_context
-def ready(ctx: click.Context, name: str) -> None:
-    """Ask NAME's daemon to take its VMs back and accept new ones."""
-    record = node_ops.set_node_domain_state(store_of(ctx), name, "ready")
-    click.echo(f"Node {record.name!r}: ready requested (domain state {record.domainstate})")
+_maintenance_command(
+    "flush",
+    "Move NAME's VMs away for maintenance, each within its limit by its selector.\n\n"
+    "A VM that no node can take is shut down and marked autostart, so it starts again "
+    "when NAME is ready. The node ends 'flushed'.",
+)
+_maintenance_command(
+    "ready",
+    "Bring NAME back into service: VMs migrated away by a flush return, autostart VMs start.\n\n"
+    "During a flush, this aborts it cleanly (the moves under way finish). The node ends "
+    "'ready'.",
+)

@@ -80,6 +80,18 @@ def _project(node: NodeRecord, size: VmSize, sign: int = 1) -> NodeRecord:
     )
 
 
+def project_moves(
+    nodes: Iterable[NodeRecord], moves: Iterable[tuple[str, VmSize]]
+) -> list[NodeRecord]:
+    """``nodes`` with each ``(target, size)`` counted on its target: moves under way that
+    the targets' own figures do not show yet, so a new plan does not overfill them."""
+    by_name = {node.name: node for node in nodes}
+    for target, size in moves:
+        if target in by_name:
+            by_name[target] = _project(by_name[target], size)
+    return list(by_name.values())
+
+
 def _size(sizes: Mapping[str, VmSize], vm: VmRecord) -> VmSize:
     return sizes.get(vm.uuid, VmSize(0, 0))
 

@@ -30,6 +30,7 @@ from pvc_common.store import ZkStore
 
 from .config import NodeConfig
 from .hypervisor import DomainStatus, Hypervisor
+from .maintenance_runner import MaintenanceRunner
 from .node_row import NodeRow, node_figures
 from .vm_actions import ActionContext, carry_out
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: How soon a VM that waits on something else (a peer stopping it) is looked at again.
 WAIT_RECHECK = 0.5
+#: The node domain states that ask this daemon for a flush or a ready.
+MAINTENANCE_KINDS = {"flush": "flush", "unflush": "ready"}
 
 
 class NodeDaemon:
@@ -67,6 +70,7 @@ class NodeDaemon:
         self._memory: dict[str, tuple[int, int]] = {}  # uuid -> (row version, MiB)
         self._pool = ThreadPoolExecutor(config.vm.workers, thread_name_prefix="vm")
         self._store_ok = True
+        self._maintenance: threading.Thread | None = None
         self.actions = ActionContext(
             config=config,
             store=self.store,
@@ -283,6 +287,9 @@ class NodeDaemon:
             self._store_ok = True
         self._remember_memory(vms)
         self._watch_vms({vm.uuid for vm in vms})
+        own = next((node for node in nodes if node.name == self.name), None)
+        if own is not None and own.domainstate in MAINTENANCE_KINDS:
+            self._start_maintenance(MAINTENANCE_KINDS[own.domainstate])
         by_uuid = {vm.uuid: vm for vm in vms}
         elsewhere = _running_elsewhere(nodes, self.name)
         relevant = {vm.uuid for vm in vms if vm.node == self.name} | set(domains)
@@ -307,6 +314,35 @@ class NodeDaemon:
                 waiting,
             )
         return waiting > 0
+
+    def _start_maintenance(self, kind: str) -> None:
+        """Run a flush or ready of this node on its own thread (one at a time)."""
+        if self._maintenance is not None and self._maintenance.is_alive():
+            return
+        runner = MaintenanceRunner(
+            self.store,
+            self.row,
+            self.name,
+            concurrency=self.config.maintenance.concurrency,
+            vm_timeout=self.config.maintenance.vm_timeout,
+            stopping=self._stopping,
+            clock=self.clock,
+        )
+
+        def run() -> None:
+            try:
+                runner.run(kind)
+            except PvcError as error:
+                log.warning(
+                    "%s of %s interrupted (%s): resuming on the next pass", kind, self.name, error
+                )
+            except Exception:
+                log.exception("%s of %s failed unexpectedly", kind, self.name)
+            finally:
+                self._wake.set()
+
+        self._maintenance = threading.Thread(target=run, name=kind, daemon=True)
+        self._maintenance.start()
 
     def _decide(
         self, vm: VmRecord | None, uuid: str, presence: Presence, elsewhere: tuple[str, ...]

@@ -91,6 +91,8 @@ class NodeRow:
                     self._record = load_node(self._store, self.name)
                 current = self._record
                 values = changes(current) if callable(changes) else changes
+                if not values:
+                    return current  # nothing to change (decided on the fresh row)
                 try:
                     self._record = update_node(
                         self._store, current, values, event=event, guard=guard

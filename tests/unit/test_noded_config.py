@@ -330,8 +330,8 @@ def test_omitting_optional_sections_is_fine_and_empty_ones_too() -> None:
         ),
         (
             {**MINIMAL, "ceph": {}},
-            "ceph: unknown section (known: node, zookeeper, libvirt, migration, vm, maintenance, console, "
-            "daemon, logging)",
+            "ceph: unknown section (known: node, zookeeper, libvirt, migration, vm, maintenance, "
+            "console, daemon, logging)",
         ),
         (document("vm", 5, 1), "vm.5: unknown key (known: shutdown_timeout, restart_budget,"),
     ],
