@@ -110,3 +110,61 @@ def cluster(local_cluster: LocalCluster) -> Iterator[ClusterDriver]:
     local_cluster.wait_nodes_running()
     yield driver
     driver.remove_all()
+
+
+# --------------------------------------------------------------------------------------
+# Ceph for RBD lock tests (tests/harness/ceph.py): one mon + one memstore OSD, ~1.3 s
+
+from tests.harness.ceph import CephCluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ceph_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
+    """A Ceph cluster with pool ``rbd``, shared by one test module and always stopped.
+
+    Module scope: starting one takes about a second, and tests keep apart by using their
+    own image names. The harness also stops it at exit and gives the daemons a
+    parent-death signal, so an aborted run leaves no daemon behind.
+    """
+    cluster = CephCluster(tmp_path_factory.mktemp("ceph"))
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------------------------
+# Simulated BMCs (OpenIPMI's ipmi_sim on loopback) for the fencing tests
+#
+# The logic lives in tests/harness/bmc.py (shared with scripts). Imports stay inside the
+# fixture so this block can be appended without touching the imports above.
+
+
+@pytest.fixture
+def bmc_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start simulated BMCs on demand: ``bmc_factory("hv1")`` returns a ready
+    :class:`tests.harness.bmc.BmcSimulator` (keyword arguments go to it). All of them are
+    stopped at teardown, paused ones included."""
+    from tests.harness.bmc import BmcSimulator
+
+    workdir = tmp_path_factory.mktemp("bmc")
+    bmcs: list[BmcSimulator] = []
+
+    def make(name: str = "hv1", **kwargs: Any) -> BmcSimulator:
+        bmc = BmcSimulator(workdir, name, **kwargs)
+        bmcs.append(bmc)
+        bmc.start()
+        bmc.wait_ready()
+        return bmc
+
+    yield make
+    errors: list[BaseException] = []
+    for bmc in reversed(bmcs):
+        try:
+            bmc.stop()
+        except Exception as exc:  # stop the others anyway, then report
+            errors.append(exc)
+    if errors:
+        raise errors[0]

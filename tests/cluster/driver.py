@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid as uuid_module
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,36 @@ PVC = str(Path(sys.executable).with_name("pvc"))
 
 #: A guest boots (first console line) in ~3 s alone; allow for two cores shared.
 BOOT_TIMEOUT = 60.0
+
+
+class HostWatcher:
+    """Polls every host's libvirtd meanwhile and records where each VM's CPUs ran."""
+
+    def __init__(self, driver: ClusterDriver, uuids: list[str]) -> None:
+        self.driver = driver
+        self.samples: dict[str, list[list[str]]] = {uuid: [] for uuid in uuids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for uuid, samples in self.samples.items():
+                samples.append(self.driver.running_on(uuid))
+
+    def __enter__(self) -> HostWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def check_never_twice(self) -> None:
+        """Fail if any sample saw a VM running on two hosts at once."""
+        for uuid, samples in self.samples.items():
+            assert len(samples) > 10, f"too few samples of {uuid}"
+            twice = [hosts for hosts in samples if len(hosts) > 1]
+            assert not twice, f"{uuid} ran on two hosts at once: {twice[:3]}"
 
 
 class ClusterDriver:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.driver import ClusterDriver
+from tests.cluster.driver import ClusterDriver, HostWatcher
 from tests.harness.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -35,34 +34,12 @@ def migration_ports_blocked(cluster: LocalCluster, node: str) -> Iterator[None]:
             listener.close()
 
 
-class HostWatcher:
-    """Polls every host's libvirtd during a migration and records each VM placement seen."""
-
-    def __init__(self, driver: ClusterDriver, uuid: str) -> None:
-        self.driver, self.uuid = driver, uuid
-        self.samples: list[list[str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self.driver.running_on(self.uuid))
-
-    def __enter__(self) -> HostWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def test_live_migration_keeps_the_guest_running_and_never_on_two_hosts(
     cluster: ClusterDriver,
 ) -> None:
     uuid = cluster.start_running("mig1")
     before = cluster.wait_ticks("mig1", after=2)
-    with HostWatcher(cluster, uuid) as watcher:
+    with HostWatcher(cluster, [uuid]) as watcher:
         output = cluster.pvc("vm", "migrate", "mig1", "--target", "hv2", "--wait")
         cluster.wait_running_on(uuid, "hv2")
     assert "running on hv2" in output and "failed" not in output
@@ -71,9 +48,9 @@ def test_live_migration_keeps_the_guest_running_and_never_on_two_hosts(
     console = cluster.console("mig1")
     assert len(console.boots) == 1 and after > before
     # At no sampled moment did the guest's CPUs run on two hosts.
-    assert len(watcher.samples) > 10
-    assert all(len(hosts) <= 1 for hosts in watcher.samples), watcher.samples
-    assert ["hv1"] in watcher.samples and ["hv2"] in watcher.samples
+    assert len(watcher.samples[uuid]) > 10
+    watcher.check_never_twice()
+    assert ["hv1"] in watcher.samples[uuid] and ["hv2"] in watcher.samples[uuid]
     info = cluster.info("mig1")
     assert (info["node"], info["lastnode"], info["state"]) == ("hv2", "hv1", "start")
     # And back home.
@@ -86,12 +63,12 @@ def test_live_migration_keeps_the_guest_running_and_never_on_two_hosts(
 def test_failed_live_migration_falls_back_to_shutdown_and_start(cluster: ClusterDriver) -> None:
     uuid = cluster.start_running("mig2")
     with migration_ports_blocked(cluster.cluster, "hv3"):
-        with HostWatcher(cluster, uuid) as watcher:
+        with HostWatcher(cluster, [uuid]) as watcher:
             output = cluster.pvc("vm", "migrate", "mig2", "--target", "hv3", "--wait")
     assert "running on hv3" in output and "live migration failed" in output
     cluster.wait_running_on(uuid, "hv3")
     cluster.wait_boots("mig2", 2)  # it was shut down and started again
-    assert all(len(hosts) <= 1 for hosts in watcher.samples), watcher.samples
+    watcher.check_never_twice()
     info = cluster.info("mig2")
     assert (info["node"], info["lastnode"], info["state"]) == ("hv3", "hv1", "start")
     assert "shutdown and start" in info["failed_reason"]
