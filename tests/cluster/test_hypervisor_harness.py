@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -460,3 +461,18 @@ def test_host_dies_with_a_sigkilled_parent_guests_included(
             LibvirtHost.attach(host_workdir, "hvx").stop()  # only if the test failed
         except LibvirtHostError:
             pass
+
+
+def test_a_host_execing_libvirtd_counts_as_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: while the supervisor's child execs libvirtd, /proc/PID/cmdline reads
+    # empty for an instant; that was taken for "exited before it was ready".
+    import tests.harness.hypervisor as hypervisor
+
+    host = LibvirtHost(tmp_path, "hvx")
+    host.pid = os.getpid()  # a live process
+    monkeypatch.setattr(hypervisor, "_cmdline", lambda pid: [])
+    assert host.is_alive()
+    monkeypatch.setattr(hypervisor, "_cmdline", lambda pid: ["/usr/bin/something-else"])
+    assert not host.is_alive()  # a recycled PID is still told apart

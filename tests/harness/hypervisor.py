@@ -732,7 +732,10 @@ class LibvirtHost:
         pid = self.pid
         if pid is None or not pid_is_running(pid):
             return None
-        return pid if str(self.config_path) in _cmdline(pid) else None
+        argv = _cmdline(pid)
+        # While the child execs libvirtd, /proc/PID/cmdline reads empty for an instant:
+        # that is the same process, not a recycled PID (a flaky "exited before ready").
+        return pid if not argv or str(self.config_path) in argv else None
 
     def _is_supervisor(self, pid: int) -> bool:
         argv = _cmdline(pid)
