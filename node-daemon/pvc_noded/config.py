@@ -120,6 +120,34 @@ def _choice(options: Sequence[str], *, fold_case: bool = False, nullable: bool =
     return read
 
 
+def _fraction(value: object) -> float:
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not 0 < number <= 1:
+        raise _Problem(f"must be a number > 0 and <= 1, not {_show(value)}")
+    return float(number)
+
+
+def _string(value: object) -> str:
+    """Any string, blanks allowed (passwords); '' means unset."""
+    if not isinstance(value, str):
+        raise _Problem(f"must be a string, not {_show(value)}")
+    return value
+
+
+def _command(*, nullable: bool) -> Reader:
+    """A command as a list of arguments (no shell), or null when ``nullable``."""
+
+    def read(value: object) -> tuple[str, ...] | None:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            also = " or null" if nullable else ""
+            raise _Problem(f"must be a non-empty list of strings{also}, not {_show(value)}")
+        return tuple(value)
+
+    return read
+
+
 def _node_name(value: object) -> str:
     if not isinstance(value, str):
         raise _Problem(f"must be a string, not {_show(value)}")
@@ -261,6 +289,38 @@ class MaintenanceSection:
 
 
 @dataclass(frozen=True)
+class FencingSection:
+    """Detecting dead nodes and fencing them (coordinators), and this node's own BMC."""
+
+    #: Whether a coordinator fences dead nodes automatically.
+    enabled: bool = field(default=True, metadata=_reads(_boolean))
+    #: Keepalive intervals without a keepalive (and without a session) before a node is dead.
+    intervals: int = field(default=6, metadata=_reads(_integer(1)))
+    #: Consecutive checks a node must look dead on before it is fenced.
+    rechecks: int = field(default=2, metadata=_reads(_integer(1)))
+    #: Refuse automatic fencing when more than this fraction of the nodes look dead at once.
+    max_dead_fraction: float = field(default=0.34, metadata=_reads(_fraction))
+    #: ``ipmitool`` (lanplus) or ``command`` (a fence agent, see ``command``).
+    method: str = field(default="ipmitool", metadata=_reads(_choice(("ipmitool", "command"))))
+    #: The fence agent for method ``command``: {host} {port} {username} {password} {action}.
+    command: tuple[str, ...] | None = field(default=None, metadata=_reads(_command(nullable=True)))
+    #: Seconds to wait for a confirmed power-off.
+    timeout: float = field(default=10.0, metadata=_reads(_seconds))
+    #: Recover a node's VMs even when its power-off could not be confirmed (dangerous).
+    recover_after_failed_fence: bool = field(default=False, metadata=_reads(_boolean))
+    #: The rbd command (with e.g. --conf/--id) used to clear a fenced VM's RBD locks.
+    rbd_command: tuple[str, ...] = field(
+        default=("rbd",), metadata=_reads(_command(nullable=False))
+    )
+    #: This node's BMC, published for the coordinators: host or host:port ('' = none).
+    bmc_address: str = field(default="", metadata=_reads(_string))
+    #: This node's BMC user name.
+    bmc_username: str = field(default="", metadata=_reads(_string))
+    #: This node's BMC password (never printed by --validate-config).
+    bmc_password: str = field(default="", metadata=_reads(_string))
+
+
+@dataclass(frozen=True)
 class ConsoleSection:
     """Serial console logs of the VMs."""
 
@@ -301,6 +361,7 @@ class NodeConfig:
     migration: MigrationSection
     vm: VmSection
     maintenance: MaintenanceSection
+    fencing: FencingSection
     console: ConsoleSection
     daemon: DaemonSection
     logging: LoggingSection
@@ -453,6 +514,12 @@ def render_config(config: NodeConfig) -> str:
     The result loads back into an equal configuration.
     """
     data = {name: asdict(getattr(config, name)) for name in SECTIONS}
+    for section in data.values():
+        for key, value in section.items():
+            if isinstance(value, tuple):
+                section[key] = list(value)  # YAML lists, which load back the same
+            if "password" in key and value:
+                section[key] = "********"  # secrets are never printed
     header = (
         f"# Effective pvcnoded configuration, read from {config.source}\n"
         f"# libvirt.peer_uri renders to: {config.peer_libvirt_uri()}\n"

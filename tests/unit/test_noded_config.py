@@ -59,6 +59,18 @@ DEFAULTS = [
     ("vm", "workers", 8),
     ("maintenance", "concurrency", 2),
     ("maintenance", "vm_timeout", 600.0),
+    ("fencing", "enabled", True),
+    ("fencing", "intervals", 6),
+    ("fencing", "rechecks", 2),
+    ("fencing", "max_dead_fraction", 0.34),
+    ("fencing", "method", "ipmitool"),
+    ("fencing", "command", None),
+    ("fencing", "timeout", 10.0),
+    ("fencing", "recover_after_failed_fence", False),
+    ("fencing", "rbd_command", ("rbd",)),
+    ("fencing", "bmc_address", ""),
+    ("fencing", "bmc_username", ""),
+    ("fencing", "bmc_password", ""),
     ("console", "log_directory", "/var/log/pvc/console"),
     ("daemon", "keepalive_interval", 5.0),
     ("daemon", "reconcile_interval", 10.0),
@@ -96,6 +108,7 @@ def test_sections_and_source() -> None:
         "migration",
         "vm",
         "maintenance",
+        "fencing",
         "console",
         "daemon",
         "logging",
@@ -227,6 +240,9 @@ def test_default_selector_is_any_selector_except_none(selector: str) -> None:
         ("vm", "restart_window", "5m", "must be a number of seconds > 0, not '5m'"),
         ("vm", "workers", 0, "must be an integer >= 1, not 0"),
         ("maintenance", "concurrency", 0, "must be an integer >= 1, not 0"),
+        ("fencing", "rbd_command", None, "must be a non-empty list of strings, not null"),
+        ("fencing", "command", "fence_x", "must be a non-empty list of strings or null"),
+        ("fencing", "max_dead_fraction", 1.5, "must be a number > 0 and <= 1, not 1.5"),
         ("console", "log_directory", "var/log/pvc", "must be an absolute path, not 'var/log/pvc'"),
         ("console", "log_directory", 5, "must be an absolute path, not 5"),
         ("daemon", "keepalive_interval", -5, "must be a number of seconds > 0, not -5"),
@@ -284,7 +300,7 @@ def test_long_values_are_shortened_in_messages() -> None:
             ["node", "zookeeper"],
             [
                 "top level: must be a mapping of sections (node, zookeeper, libvirt, migration, "
-                "vm, maintenance, console, daemon, logging), not ['node', 'zookeeper']"
+                "vm, maintenance, fencing, console, daemon, logging), not ['node', 'zookeeper']"
             ],
         ),
         ("just text", ["top level: must be a mapping of sections"]),
@@ -331,7 +347,7 @@ def test_omitting_optional_sections_is_fine_and_empty_ones_too() -> None:
         (
             {**MINIMAL, "ceph": {}},
             "ceph: unknown section (known: node, zookeeper, libvirt, migration, vm, maintenance, "
-            "console, daemon, logging)",
+            "fencing, console, daemon, logging)",
         ),
         (document("vm", 5, 1), "vm.5: unknown key (known: shutdown_timeout, restart_budget,"),
     ],
@@ -553,7 +569,9 @@ def test_sample_shows_every_key_with_its_default() -> None:
         assert list(sample[section]) == [spec.name for spec in dataclasses.fields(cls)], section
         for spec in dataclasses.fields(cls):
             if spec.default is not dataclasses.MISSING:
-                assert sample[section][spec.name] == spec.default, f"{section}.{spec.name}"
+                # YAML has lists where the dataclasses keep tuples (commands).
+                default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+                assert sample[section][spec.name] == default, f"{section}.{spec.name}"
 
 
 def test_sample_comments_every_key() -> None:
@@ -561,3 +579,11 @@ def test_sample_comments_every_key() -> None:
     for index, line in enumerate(lines):
         if line.startswith("  ") and not line.lstrip().startswith("#") and ":" in line:
             assert lines[index - 1].lstrip().startswith("#"), f"no comment above {line.strip()!r}"
+
+
+def test_rendered_config_masks_the_bmc_password_and_loads_back() -> None:
+    data = {**MINIMAL, "fencing": {"bmc_password": "s3cret!", "rbd_command": ["rbd", "--id", "x"]}}
+    config = parse_config(data, "x.yaml")
+    rendered = cfg.render_config(config)
+    assert "s3cret!" not in rendered and "bmc_password: '********'" in rendered
+    assert config.fencing.rbd_command == ("rbd", "--id", "x")
