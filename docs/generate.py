@@ -132,7 +132,8 @@ it does not know. One that finds an *older* version refuses too (it would write 
 tree lacks) and says to run `pvc cluster upgrade`, which adds what each newer version
 needs with its default, creating only what is missing and writing the new version last,
 so it is safe on a live cluster and safe to run again. Version 2 added `migration_method`
-to VMs, `libvirturi`, `migrationuri` and `maintenance` to nodes, and the `/liveness` root.
+to VMs, `libvirturi`, `migrationuri` and `maintenance` to nodes, and the `/liveness` and
+`/locks` roots.
 
 ## Row versions
 
@@ -198,6 +199,8 @@ def render_schema() -> str:
         f"| `{schema.LIVENESS_PATH}/<name>` | text | "
         "| Ephemeral: exists while the node's daemon holds a ZooKeeper session "
         "(data: its PID and start time). |",
+        f"| `{schema.LOCKS_PATH}/fence-<name>` | text | "
+        "| Ephemeral: held by the one coordinator fencing that node. |",
     ]
     entities = [
         (f"{schema.DOMAINS_PATH}/<uuid>", "A VM, by its libvirt UUID.", schema.DOMAIN_FIELDS),

@@ -13,6 +13,7 @@ existing tools keep reading it; values are UTF-8 strings.
     /nodes/<name>                     data: the node type; one child per NODE_FIELDS key
     /networks/<vni>                   data: description; one child per NETWORK_FIELDS key
     /liveness/<name>                  ephemeral, while the node's daemon holds a session
+    /locks/fence-<name>               ephemeral, held by the coordinator fencing that node
 
 The data of an entity's own znode (``/domains/<uuid>``, ``/nodes/<name>``) is rewritten
 with a version check by every change of that entity, so its version is the entity's row
@@ -31,10 +32,18 @@ from .errors import InvalidInput
 
 #: Layout version this code reads and writes. History (each step is in schema_upgrade):
 #: 1 the classic layout; 2 adds ``migration_method`` to VMs, ``libvirturi``,
-#: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` root.
+#: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` and ``/locks`` roots.
 SCHEMA_VERSION: Final = 2
 
-ROOT_PATHS: Final = ("/schema", "/config", "/domains", "/nodes", "/networks", "/liveness")
+ROOT_PATHS: Final = (
+    "/schema",
+    "/config",
+    "/domains",
+    "/nodes",
+    "/networks",
+    "/liveness",
+    "/locks",
+)
 SCHEMA_VERSION_PATH: Final = "/schema/version"
 PRIMARY_NODE_PATH: Final = "/primary_node"
 DOMAINS_PATH: Final = "/domains"
@@ -43,6 +52,8 @@ NETWORKS_PATH: Final = "/networks"
 CONFIG_PATH: Final = "/config"
 #: One ephemeral child per running node daemon: its ZooKeeper session is visibly alive.
 LIVENESS_PATH: Final = "/liveness"
+#: Ephemeral locks held by daemons, e.g. the one coordinator fencing a node.
+LOCKS_PATH: Final = "/locks"
 
 T = TypeVar("T")
 
@@ -305,6 +316,11 @@ def network_key_path(vni: int, key: str) -> str:
 def liveness_path(name: str) -> str:
     """Path of a node daemon's ephemeral liveness znode."""
     return f"{LIVENESS_PATH}/{name}"
+
+
+def fence_lock_path(name: str) -> str:
+    """Path of the lock a coordinator holds while it fences node ``name``."""
+    return f"{LOCKS_PATH}/fence-{name}"
 
 
 def config_key_path(key: str) -> str:

@@ -46,10 +46,12 @@ def _missing_key_creates(
 
 
 def _to_version_2(store: ZkStore) -> None:
-    """Version 2: ``migration_method`` on VMs, peer URIs on nodes, ``/liveness``."""
+    """Version 2: ``migration_method`` on VMs, peer URIs and ``maintenance`` on nodes,
+    the ``/liveness`` and ``/locks`` roots."""
     ops: list[Op] = []
-    if not store.exists(schema.LIVENESS_PATH):
-        ops.append(Create(schema.LIVENESS_PATH))
+    for root in (schema.LIVENESS_PATH, schema.LOCKS_PATH):
+        if not store.exists(root):
+            ops.append(Create(root))
     ops += _missing_key_creates(
         store, schema.DOMAINS_PATH, schema.domain_key_path, schema.DOMAIN_FIELDS
     )

@@ -416,6 +416,22 @@ class ZkStore:
 
         self._retry(once, writing=True)
 
+    def try_lock(self, path: str, data: bytes = b"") -> bool:
+        """Create ``path`` as an ephemeral znode of this session; False if anyone holds it.
+
+        A lock dies with its holder's session, so a crashed holder never blocks others
+        for longer than the session timeout.
+        """
+
+        def once() -> bool:
+            try:
+                self._client.create(path, data, ephemeral=True, makepath=True)
+            except NodeExistsError:
+                return False
+            return True
+
+        return self._retry(once, writing=True)
+
     def release_ephemeral(self, path: str) -> None:
         """Delete ``path`` if it exists (an ephemeral znode this session owns)."""
         try:

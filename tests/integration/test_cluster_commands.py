@@ -71,6 +71,7 @@ def test_init_creates_the_tree_on_an_empty_tree(fresh: PvcRunner, store: ZkStore
         "/nodes": (b"", 0),
         "/networks": (b"", 0),
         "/liveness": (b"", 0),
+        "/locks": (b"", 0),
         "/primary_node": (b"", 0),
     }
     # The tree is usable at once.
@@ -139,6 +140,7 @@ def test_init_yes_wipes_everything_and_starts_again(
         "/nodes",
         "/networks",
         "/liveness",
+        "/locks",
         "/primary_node",
     }
     assert json.loads(pvc("vm", "list", "-o", "json").stdout) == []
@@ -295,6 +297,7 @@ def make_version_1(store: ZkStore) -> None:
         Delete(schema.liveness_path(name)) for name in store.children(schema.LIVENESS_PATH)
     ]
     ops.append(Delete(schema.LIVENESS_PATH))
+    ops.append(Delete(schema.LOCKS_PATH))
     for uuid in store.children(schema.DOMAINS_PATH):
         ops.append(Delete(schema.domain_key_path(uuid, "migration_method")))
     for name in store.children(schema.NODES_PATH):
@@ -320,6 +323,6 @@ def test_an_older_tree_is_refused_until_upgraded_and_upgrade_is_idempotent(
     assert pvc.info("old1")["migration_method"] == "none"
     pvc("vm", "meta", "old1", "--method", "live")
     assert pvc.info("old1")["migration_method"] == "live"
-    assert cluster.exists(schema.LIVENESS_PATH)
+    assert cluster.exists(schema.LIVENESS_PATH) and cluster.exists(schema.LOCKS_PATH)
     assert cluster.get(schema.node_key_path("hv2", "libvirturi")).data == b""
     assert status_json(pvc)["schema_version"] == 2
