@@ -26,9 +26,11 @@ from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.node_ops import register_node
 from pvc_common.reconcile import Action, Kind, Presence, crash_restarts_within, decide
 from pvc_common.snapshot import check_schema, load_nodes, load_vms
+from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
 
 from .config import NodeConfig
+from .fence_monitor import FenceMonitor, make_fencer
 from .hypervisor import DomainStatus, Hypervisor
 from .maintenance_runner import MaintenanceRunner
 from .node_row import NodeRow, node_figures
@@ -91,6 +93,8 @@ class NodeDaemon:
         self._register()
         keepalive = threading.Thread(target=self._keepalive_loop, name="keepalive", daemon=True)
         keepalive.start()
+        if self.config.node.coordinator and self.config.fencing.enabled:
+            threading.Thread(target=self._fence_loop, name="fencing", daemon=True).start()
         try:
             self._reconcile_loop()
         finally:
@@ -128,6 +132,7 @@ class NodeDaemon:
 
     def _register(self) -> None:
         node_type = "coordinator" if self.config.node.coordinator else "hypervisor"
+        fencing = self.config.fencing
         register_node(
             self.store,
             self.name,
@@ -135,6 +140,9 @@ class NodeDaemon:
             daemonstate="init",
             libvirturi=self.config.peer_libvirt_uri(),
             migrationuri=self.config.migration_uri(),
+            ipmihostname=fencing.bmc_address,
+            ipmiusername=fencing.bmc_username,
+            ipmipassword=fencing.bmc_password,
         )
         self.row.forget()
         self._claim_liveness()
@@ -213,7 +221,29 @@ class NodeDaemon:
             except (PvcError, HypervisorError) as error:
                 log.warning("keepalive failed: %s", error)
 
+    def _fence_loop(self) -> None:
+        """Coordinators: judge the other nodes every keepalive interval, fence the dead."""
+        fencing = self.config.fencing
+        monitor = FenceMonitor(
+            self.store,
+            self.config,
+            fencer=make_fencer(self.config),
+            rbd=RbdLocks(fencing.rbd_command[0], args=fencing.rbd_command[1:]),
+            clock=self.clock,
+        )
+        while not self._stopping.wait(self.config.daemon.keepalive_interval):
+            try:
+                monitor.check_once()
+            except PvcError as error:
+                log.warning("dead-node check skipped: %s", error)
+            except Exception:
+                log.exception("dead-node check failed unexpectedly")
+
     def _keepalive(self) -> None:
+        if self.row.record.daemonstate == "dead":
+            # A coordinator took this node for dead (e.g. it was frozen) but it is alive.
+            log.warning("this node was marked dead but its daemon runs: marking it run")
+            self.row.update({"daemonstate": "run"}, event="alive again")
         try:
             domains = self.hypervisor.domains()
         except HypervisorError as error:

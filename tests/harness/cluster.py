@@ -162,6 +162,7 @@ class LocalCluster:
         die_with_parent: bool = True,
         daemon_settings: dict[str, dict[str, Any]] | None = None,
         zookeeper_members: int = 1,
+        bmcs: bool = False,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.mode = mode
@@ -178,6 +179,8 @@ class LocalCluster:
             self.zookeeper = ZooKeeperEnsemble(
                 self.workdir / "zookeeper", zookeeper_members, die_with_parent=die_with_parent
             )
+        self.with_bmcs = bmcs
+        self.bmcs: dict[str, Any] = {}  # name -> BmcSimulator (with bmcs=True)
         self.hosts: dict[str, Any] = {}  # name -> LibvirtHost (qemu mode)
         self.daemons: dict[str, NodeDaemonProcess] = {}
         self.image: Any = None  # GuestImage (qemu mode)
@@ -215,6 +218,8 @@ class LocalCluster:
                     init_cluster(store)
             if self.mode == "qemu":
                 self._start_hosts()
+            if self.with_bmcs:
+                self._start_bmcs()
             for name in self.node_names:
                 self._write_daemon_config(name)
                 daemon = NodeDaemonProcess(
@@ -227,6 +232,8 @@ class LocalCluster:
                 daemon.start()
             if not self.die_with_parent:  # recorded for make cluster-down
                 self._save_state()
+            for name in self.bmcs:
+                self.wire_power(name)
             self.wait_nodes_running(timeout)
         except BaseException:
             self.stop()
@@ -247,6 +254,38 @@ class LocalCluster:
             self.hosts[name] = host
             host.start()
             host.wait_ready()
+
+    def _start_bmcs(self) -> None:
+        from tests.harness.bmc import BmcSimulator
+
+        for name in self.node_names:
+            bmc = BmcSimulator(self.workdir / "bmcs", name, die_with_parent=self.die_with_parent)
+            self.bmcs[name] = bmc
+            bmc.start()
+            bmc.wait_ready()
+
+    def wire_power(self, name: str) -> None:
+        """Make ``name``'s BMC power-off kill what runs that node now (daemon, libvirtd, VMs).
+
+        Call it again after restarting a node's processes (a power-off forgets them).
+        """
+        pids = [self.daemons[name].pid] if name in self.daemons else []
+        host = self.hosts.get(name)
+        if host is not None and host.supervisor_pid:
+            pids.append(host.supervisor_pid)  # libvirtd and every guest descend from it
+        self.bmcs[name].set_power_pids([pid for pid in pids if pid])
+
+    def power_on(self, name: str) -> None:
+        """What booting a node after a power-on does: its libvirtd, then its daemon."""
+        host = self.hosts.get(name)
+        if host is not None:
+            host.stop()  # reap what the power loss left (nothing runs any more)
+            host.start()
+            host.wait_ready()
+        daemon = self.daemons[name]
+        daemon.stop()
+        daemon.start()
+        self.wire_power(name)
 
     def wait_nodes_running(self, timeout: float = 60.0) -> None:
         """Wait until every node's daemon state is ``run``."""
@@ -272,6 +311,9 @@ class LocalCluster:
         for host in self.hosts.values():
             with contextlib.suppress(Exception):
                 host.stop()
+        for bmc in self.bmcs.values():
+            with contextlib.suppress(Exception):
+                bmc.stop()
         with contextlib.suppress(Exception):
             self.zookeeper.stop()
         with contextlib.suppress(OSError):
@@ -397,6 +439,13 @@ class LocalCluster:
             "daemon": {"keepalive_interval": 1, "reconcile_interval": 5},
             "logging": {"level": "info"},
         }
+        bmc = self.bmcs.get(name)
+        if bmc is not None:
+            config["fencing"] = {
+                "bmc_address": bmc.ipmihostname,
+                "bmc_username": bmc.username,
+                "bmc_password": bmc.password,
+            }
         for section, values in self.daemon_settings.items():
             config.setdefault(section, {}).update(values)
         (node_dir / "pvcnoded.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -1,0 +1,252 @@
+"""Dead-node detection, fencing and recovery, run by coordinator daemons.
+
+Every keepalive interval a coordinator judges every other node with the pure core
+(:func:`pvc_common.ha.judge_node`): dead means its daemon was ``run``, it wrote no
+keepalive for ``fencing.intervals`` intervals, *and* its ZooKeeper session is gone. A
+node must look dead on ``fencing.rechecks`` consecutive checks, and the storm guard
+(:func:`pvc_common.ha.fencing_allowed`) can refuse when too many look dead at once. One
+coordinator fences a given node (an ephemeral lock): the node is marked ``dead`` (so it
+never attracts a placement), powered off through its BMC, and only a *confirmed*
+power-off lets its VMs be recovered elsewhere (RBD locks cleared first). A failed fence
+recovers nothing unless configured otherwise, says so in the node's ``maintenance``
+record and at ERROR in the log, and is retried on later checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pvc_common import schema
+from pvc_common.errors import Conflict, InvalidInput, PvcError
+from pvc_common.ha import fencing_allowed, judge_node, recovery_plan
+from pvc_common.maintenance import load_inputs, new_record, record_vm
+from pvc_common.models import NodeRecord
+from pvc_common.mutations import update_node, update_vm
+from pvc_common.node_ops import live_nodes
+from pvc_common.snapshot import load_node, load_nodes
+from pvc_common.storage import RbdLocks
+from pvc_common.store import ZkStore
+
+from .config import NodeConfig
+from .fencing import BmcAddress, CommandFencer, Fencer, IpmitoolFencer
+
+log = logging.getLogger(__name__)
+
+
+def make_fencer(config: NodeConfig) -> Fencer:
+    """The fencer the configuration asks for."""
+    fencing = config.fencing
+    if fencing.method == "command":
+        if not fencing.command:
+            raise InvalidInput("fencing.command: required when fencing.method is command")
+        return CommandFencer(fencing.command, timeout=fencing.timeout)
+    return IpmitoolFencer(timeout=fencing.timeout)
+
+
+class FenceMonitor:
+    """One coordinator's watch over the other nodes."""
+
+    def __init__(
+        self,
+        store: ZkStore,
+        config: NodeConfig,
+        *,
+        fencer: Fencer,
+        rbd: RbdLocks,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.config, self.fencer, self.rbd = store, config, fencer, rbd
+        self.here = config.node.name
+        self.clock = clock
+        self._suspects: dict[str, int] = {}
+        self._refused = ""
+
+    # ----------------------------------------------------------------- one check
+
+    def check_once(self) -> None:
+        """Judge every other node; fence those dead long enough (if the guard allows)."""
+        nodes = load_nodes(self.store)
+        live = live_nodes(self.store)
+        now = self.clock()
+        interval = self.config.daemon.keepalive_interval
+        healths = {
+            node.name: judge_node(
+                node,
+                session_alive=node.name in live,
+                now=now,
+                keepalive_interval=interval,
+                fence_intervals=self.config.fencing.intervals,
+            )
+            for node in nodes
+            if node.name != self.here
+        }
+        # A node left 'dead' by a fence that failed is tried again.
+        retry = [n.name for n in nodes if n.daemonstate == "dead" and n.name not in live]
+        dead = sorted({name for name, h in healths.items() if h.dead} | set(retry))
+        self._suspects = {name: self._suspects.get(name, 0) + 1 for name in dead}
+        if not dead:
+            return
+        # Reads succeeded, so this daemon talks to a ZooKeeper quorum.
+        allowed, why = fencing_allowed(
+            len(nodes), dead, quorum=True, max_dead_fraction=self.config.fencing.max_dead_fraction
+        )
+        if not allowed:
+            if why != self._refused:
+                log.error("%s (dead: %s)", why, ", ".join(dead))
+            self._refused = why
+            return
+        self._refused = ""
+        for name in dead:
+            if self._suspects[name] < self.config.fencing.rechecks:
+                reason = healths[name].reason if name in healths else "its last fence failed"
+                log.warning(
+                    "node %r looks dead (%s): check %d of %d before fencing",
+                    name,
+                    reason,
+                    self._suspects[name],
+                    self.config.fencing.rechecks,
+                )
+                continue
+            self._fence(name)
+
+    # ----------------------------------------------------------------- fencing
+
+    def _fence(self, name: str) -> None:
+        lock = schema.fence_lock_path(name)
+        if not self.store.try_lock(lock, self.here.encode()):
+            log.info("node %r: another coordinator is fencing it", name)
+            return
+        try:
+            self._fence_locked(name)
+        finally:
+            self._suspects.pop(name, None)
+            self.store.release_ephemeral(lock)
+
+    def _fence_locked(self, name: str) -> None:
+        node = load_node(self.store, name)
+        if node.daemonstate not in ("run", "dead") or name in live_nodes(self.store):
+            log.info("node %r came back (%s): not fencing it", name, node.daemonstate)
+            return
+        record = dict(new_record("fence", self.clock()), by=self.here)
+        node = self._write_node(node, {"daemonstate": "dead", "maintenance": record}, "dead")
+        bmc = _bmc_of(node)
+        if bmc is None:
+            self._fence_failed(node, record, "no BMC address is configured for it")
+            return
+        log.warning("node %r: fencing it through its BMC %s", name, bmc)
+        result = self.fencer.fence(bmc)
+        if not result.confirmed_off:
+            if self.config.fencing.recover_after_failed_fence:
+                log.error(
+                    "node %r: fence NOT confirmed (%s); recovering anyway as configured",
+                    name,
+                    result.detail,
+                )
+            else:
+                self._fence_failed(node, record, result.detail)
+                return
+        log.warning("node %r: fenced (%s)", name, result.detail)
+        record = dict(record, fence=result.detail)
+        node = self._write_node(
+            node,
+            {"daemonstate": "fenced", "domainstate": "fence-flush", "maintenance": record},
+            f"fenced ({result.detail})",
+        )
+        record = self._recover(node, record)
+        self._write_node(
+            load_node(self.store, name),
+            {"domainstate": "flushed", "maintenance": dict(record, status="done")},
+            "recovery done: flushed",
+        )
+
+    def _fence_failed(self, node: NodeRecord, record: dict[str, Any], detail: str) -> None:
+        message = f"FENCE FAILED, nothing recovered: {detail}"
+        log.error("node %r: %s", node.name, message)
+        self._write_node(
+            load_node(self.store, node.name),
+            {"maintenance": dict(record, status="failed", fence=message)},
+            message,
+        )
+
+    def _write_node(self, node: NodeRecord, changes: dict[str, Any], event: str) -> NodeRecord:
+        # The dead node's own daemon does not write; a client might (pvc node ready): retry.
+        for _ in range(5):
+            try:
+                return update_node(self.store, node, changes, event=event)
+            except Conflict:
+                node = load_node(self.store, node.name)
+        return update_node(self.store, node, changes, event=event)
+
+    # ----------------------------------------------------------------- recovery
+
+    def _recover(self, node: NodeRecord, record: dict[str, Any]) -> dict[str, Any]:
+        """Start each VM of the fenced ``node`` elsewhere (or stop it with autostart)."""
+        inputs = load_inputs(self.store)
+        plan = recovery_plan(
+            node.name,
+            inputs.vms,
+            inputs.nodes,
+            inputs.sizes,
+            default_selector=inputs.default_selector,
+        )
+        by_uuid = {vm.uuid: vm for vm in inputs.vms}
+        record = dict(record, kind="recovery")
+        for step in plan.steps:
+            vm = by_uuid[step.uuid]
+            outcome, reason = "stayed", step.reason
+            try:
+                if step.action != "stay":
+                    outcome, reason = self._recover_vm(vm, step.action, step.target, step.reason)
+            except PvcError as error:
+                outcome, reason = "failed", str(error)
+            log.info("vm %r: recovery: %s %s", vm.name, outcome, reason)
+            record = record_vm(
+                record,
+                vm.uuid,
+                name=vm.name,
+                action=step.action,
+                target=step.target,
+                outcome=outcome,
+                reason=reason,
+            )
+        return record
+
+    def _recover_vm(self, vm: Any, action: str, target: str, reason: str) -> tuple[str, str]:
+        # The fence is confirmed: breaking the dead node's RBD locks (and blocklisting its
+        # clients) is now safe, and the new instance needs the images.
+        failures = [o.message for o in self.rbd.clear_locks(vm.rbdlist) if not o.ok]
+        if failures:
+            update_vm(
+                self.store,
+                vm,
+                {"state": "fail", "failedreason": "; ".join(failures)},
+                event="recovery failed: RBD locks",
+            )
+            return "failed", "; ".join(failures)
+        lastnode = vm.lastnode or vm.node
+        if action == "start":
+            update_vm(
+                self.store,
+                vm,
+                {"node": target, "lastnode": lastnode, "state": "start", "failedreason": ""},
+                event=f"recovered {vm.node} -> {target} (fenced)",
+            )
+            return "started", f"start requested on {target}"
+        update_vm(
+            self.store,
+            vm,
+            {"state": "stop", "node_autostart": True, "failedreason": reason},
+            event=f"stopped with autostart ({vm.node} fenced; {reason})",
+        )
+        return "stopped-autostart", reason
+
+
+def _bmc_of(node: NodeRecord) -> BmcAddress | None:
+    try:
+        return BmcAddress.from_node(node)
+    except InvalidInput as error:
+        log.error("node %r: unusable BMC settings: %s", node.name, error)
+        return None
