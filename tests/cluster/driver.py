@@ -120,11 +120,12 @@ class ClusterDriver:
     def _domain_states(self, uuid: str) -> dict[str, int]:
         states: dict[str, int] = {}
         for name, host in self.cluster.hosts.items():
-            with host.connection() as conn:
-                try:
+            try:
+                with host.connection() as conn:
                     states[name] = conn.lookupByUUIDString(uuid).state()[0]
-                except libvirt.libvirtError:
-                    continue
+            except libvirt.libvirtError:
+                # No such domain there, or the host is down (powered off): nothing runs.
+                continue
         return states
 
     def active_on(self, uuid: str) -> list[str]:
