@@ -10,7 +10,7 @@ import click
 from pvc_common import schema, vm_ops
 from pvc_common.models import VmRecord
 from pvc_common.vm_ops import VmView
-from pvc_common.vm_wait import wait_for_vm
+from pvc_common.vm_wait import wait_for_lock_flush, wait_for_vm
 
 from .context import confirm, store_of, yes_option
 from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
@@ -225,6 +225,38 @@ _state_command("stop", "Stop a VM at once (power off).", destructive=True)
 _state_command(
     "disable", "Stop a VM and keep it from being started automatically.", destructive=True
 )
+
+
+@vm.command(name="flush-locks")
+@click.option(
+    "--no-wait", "no_wait", is_flag=True, help="Only write the request; do not wait for it."
+)
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=1),
+    default=120,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up waiting after this long (the request itself stays in place).",
+)
+@click.argument("vm_ref", metavar="VM")
+@click.pass_context
+def flush_locks(ctx: click.Context, no_wait: bool, wait_timeout: float, vm_ref: str) -> None:
+    """Clear the RBD locks of a stopped VM (stale locks of a dead holder).
+
+    The VM's node daemon does it, with the code fence recovery uses; the holders are
+    blocklisted in Ceph so a holder that was not dead after all can no longer write.
+    Refused while the VM runs. Waits for the outcome unless --no-wait.
+    """
+    store = store_of(ctx)
+    record = vm_ops.request_flush_locks(store, vm_ref)
+    _done(record, f"RBD lock flush requested from {record.node}")
+    if no_wait:
+        return
+    outcome = wait_for_lock_flush(store, record.uuid, timeout=wait_timeout)
+    _done(record, f"RBD lock flush {outcome}")
+    if not outcome.startswith("done"):
+        ctx.exit(1)
 
 
 # --------------------------------------------------------------------------- placement

@@ -94,6 +94,7 @@ class VmRecord:
     node_autostart: bool = False
     rbdlist: tuple[str, ...] = ()
     migration_method: str = "none"
+    lockflush: str = ""
     #: Version of ``/domains/<uuid>``: the row version every change of this VM checks.
     version: int = -1
 

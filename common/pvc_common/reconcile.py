@@ -55,6 +55,7 @@ class Kind(StrEnum):
     RESTART = "restart"  # shut down (as above), then start
     MIGRATE_OUT = "migrate-out"  # send it to ``target`` (live, or by shutdown and start)
     RECORD = "record"  # nothing to do on the host; only write ``then_state``
+    FLUSH_LOCKS = "flush-locks"  # clear the RBD locks of a VM that is not running
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,9 @@ def _decide_owned(
     budget: int,
 ) -> Action:
     state = vm.state
+    if vm.lockflush == "requested":
+        # The worker refuses (and records why) if the VM runs: a flush blocklists holders.
+        return Action(Kind.FLUSH_LOCKS, "RBD lock flush requested")
     if presence is Presence.INCOMING:
         return Action(Kind.WAIT, "incoming live migration in progress")
     if presence is Presence.RUNNING:

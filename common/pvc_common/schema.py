@@ -31,7 +31,7 @@ from typing import Any, Final, Generic, TypeVar
 from .errors import InvalidInput
 
 #: Layout version this code reads and writes. History (each step is in schema_upgrade):
-#: 1 the classic layout; 2 adds ``migration_method`` to VMs, ``libvirturi``,
+#: 1 the classic layout; 2 adds ``migration_method`` and ``lockflush`` to VMs, ``libvirturi``,
 #: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` and ``/locks`` roots.
 SCHEMA_VERSION: Final = 2
 
@@ -185,6 +185,12 @@ DOMAIN_FIELDS: Final[tuple[Field[Any], ...]] = (
         TEXT,
         "none",
         "How the VM migrates: 'live' only, 'shutdown' only, or 'none' (live, else shutdown).",
+    ),
+    Field(
+        "lockflush",
+        TEXT,
+        "",
+        "'requested' asks the VM's node daemon to clear its RBD locks; then the outcome.",
     ),
 )
 

@@ -305,6 +305,21 @@ def change_vm_state(store: ZkStore, vm_ref: str, action: str) -> VmRecord:
     return _apply(store, vm, state_change(vm, action))
 
 
+def request_flush_locks(store: ZkStore, vm_ref: str) -> VmRecord:
+    """Ask the VM's node daemon to clear the RBD locks of a VM that is not running.
+
+    Clearing a lock blocklists its holder, so it is refused while the VM may run.
+    """
+    vm = find_vm(store, vm_ref)
+    if vm.state in ACTIVE_STATES or vm.state == "shutdown":
+        raise PreconditionFailed(
+            f"VM {vm.name!r} is {vm.state}: stop it before clearing its RBD locks"
+        )
+    if not vm.rbdlist:
+        raise PreconditionFailed(f"VM {vm.name!r} has no RBD disks: no locks to clear")
+    return update_vm(store, vm, {"lockflush": "requested"}, event="RBD lock flush requested")
+
+
 def migrate_vm(
     store: ZkStore, vm_ref: str, *, target: str | None = None, force: bool = False
 ) -> VmRecord:

@@ -109,3 +109,25 @@ def wait_for_vm(
         if now >= deadline:
             return Outcome(False, f"timed out after {timeout:g} s (state {vm.state})")
         sleep(interval)
+
+
+def wait_for_lock_flush(
+    store: ZkStore,
+    uuid: str,
+    *,
+    timeout: float = 120.0,
+    interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Wait until the VM's node daemon has answered a lock flush; return its outcome."""
+    deadline = clock() + timeout
+    while True:
+        found = load_vms(store, [uuid])
+        if not found:
+            raise NotFound(f"the VM {uuid} was removed while waiting for it")
+        if found[0].lockflush != "requested":
+            return found[0].lockflush
+        if clock() >= deadline:
+            return f"timed out after {timeout:g} s (is the VM's node daemon running?)"
+        sleep(interval)

@@ -81,6 +81,7 @@ class NodeDaemon:
             set_starting=self._set_starting,
             listed_now=self._listed_now,
             note_crash_restart=self._note_crash_restart,
+            rbd=RbdLocks(config.fencing.rbd_command[0], args=config.fencing.rbd_command[1:]),
         )
 
     # ----------------------------------------------------------------- lifecycle
@@ -223,12 +224,11 @@ class NodeDaemon:
 
     def _fence_loop(self) -> None:
         """Coordinators: judge the other nodes every keepalive interval, fence the dead."""
-        fencing = self.config.fencing
         monitor = FenceMonitor(
             self.store,
             self.config,
             fencer=make_fencer(self.config),
-            rbd=RbdLocks(fencing.rbd_command[0], args=fencing.rbd_command[1:]),
+            rbd=self.actions.rbd,
             clock=self.clock,
         )
         while not self._stopping.wait(self.config.daemon.keepalive_interval):

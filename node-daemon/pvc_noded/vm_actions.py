@@ -15,8 +15,15 @@ from typing import Any
 from pvc_common.errors import Conflict, HypervisorError, NotFound, PvcError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.mutations import update_vm
-from pvc_common.reconcile import Action, Kind, migration_method_for, migration_revert
+from pvc_common.reconcile import (
+    Action,
+    Kind,
+    Presence,
+    migration_method_for,
+    migration_revert,
+)
 from pvc_common.snapshot import load_node
+from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
 
 from .config import NodeConfig
@@ -40,6 +47,8 @@ class ActionContext:
     listed_now: Callable[[], tuple[str, ...]]
     #: Called after a crash restart, to spend one unit of the VM's restart budget.
     note_crash_restart: Callable[[str], None]
+    #: RBD lock listing and clearing (the same code as fence recovery).
+    rbd: RbdLocks
 
     @property
     def here(self) -> str:
@@ -90,8 +99,30 @@ def _start(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     )
 
 
+def _check_rbd_locks(ctx: ActionContext, vm: VmRecord) -> None:
+    """Refuse to start a VM whose RBD images someone holds a lock on; never break it.
+
+    Only advisory locks count: librbd's own exclusive lock ('auto ...') is handed over
+    between clients by librbd itself. A dead holder's lock is cleared by fence recovery
+    or, on request, by ``pvc vm flush-locks``.
+    """
+    if not vm.rbdlist:
+        return
+    try:
+        held = [lock for lock in ctx.rbd.held_by_others(vm.rbdlist) if not lock.is_exclusive_lock]
+    except PvcError as error:
+        raise HypervisorError(f"cannot check the RBD locks of its disks: {error}") from None
+    if held:
+        holders = "; ".join(f"{lock.image} by {lock.describe()}" for lock in held)
+        raise HypervisorError(
+            f"not started: RBD lock held ({holders}); if the holder is dead, "
+            "run 'pvc vm flush-locks'"
+        )
+
+
 def _start_here(ctx: ActionContext, vm: VmRecord) -> None:
     """List the VM in runningdomains (only if it is still ours as read), then start it."""
+    _check_rbd_locks(ctx, vm)
     ctx.set_starting(vm.uuid, True)
     try:
         ctx.row.update(
@@ -213,6 +244,19 @@ def _try_live(ctx: ActionContext, vm: VmRecord, target: NodeRecord) -> str:
     return error
 
 
+def _flush_locks(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    """Clear the RBD locks of a VM that is not running, and record the outcome."""
+    if vm.state in ("start", "restart", "migrate") or (
+        ctx.hypervisor.presence(vm.uuid) is not Presence.STOPPED
+    ):
+        outcome = "refused: the VM is running"
+    else:
+        results = ctx.rbd.clear_locks(vm.rbdlist)
+        text = "; ".join(result.message for result in results)
+        outcome = ("done: " if all(r.ok for r in results) else "failed: ") + text
+    update_vm(ctx.store, vm, {"lockflush": outcome}, event=f"RBD lock flush {outcome}")
+
+
 def _publish_running(ctx: ActionContext) -> None:
     """Rewrite runningdomains from libvirt now, so peers waiting on it see the change."""
     try:
@@ -228,4 +272,5 @@ _HANDLERS: dict[Kind, Callable[[ActionContext, VmRecord, Action], None]] = {
     Kind.RESTART: _restart,
     Kind.RECORD: _record,
     Kind.MIGRATE_OUT: _migrate_out,
+    Kind.FLUSH_LOCKS: _flush_locks,
 }

@@ -399,9 +399,21 @@ class LocalCluster:
             return str(self.hosts[name].uri)
         return f"test://{self.node_dir(name) / 'node.xml'}"
 
-    def vm_xml(self, name: str, uuid: str | None = None, memory_mib: int = 128) -> str:
-        """Domain XML of a tiny guest that boots and prints to its serial console."""
+    def vm_xml(
+        self,
+        name: str,
+        uuid: str | None = None,
+        memory_mib: int = 128,
+        rbd_images: tuple[str, ...] = (),
+    ) -> str:
+        """Domain XML of a tiny guest that boots and prints to its serial console.
+
+        ``rbd_images`` (``pool/image``) become RBD disks; test mode only (the test driver
+        never opens them, so they need no Ceph credentials in the XML).
+        """
         uuid = uuid or str(uuid_module.uuid4())
+        if rbd_images and self.mode == "qemu":
+            raise ClusterError("RBD disks in the tiny QEMU guest are not supported")
         if self.mode == "qemu":
             from tests.harness.guest import guest_domain_xml
 
@@ -416,7 +428,13 @@ class LocalCluster:
             f"<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>"
             f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>"
             "<os><type>hvm</type></os>"
-            f"<devices><serial type='pty'><log file='{self.console_log(name)}' append='on'/>"
+            "<devices>"
+            + "".join(
+                f"<disk type='network' device='disk'><source protocol='rbd' name='{image}'/>"
+                f"<target dev='vd{chr(ord('a') + index)}' bus='virtio'/></disk>"
+                for index, image in enumerate(rbd_images)
+            )
+            + f"<serial type='pty'><log file='{self.console_log(name)}' append='on'/>"
             "</serial></devices></domain>"
         )
 

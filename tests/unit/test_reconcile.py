@@ -160,3 +160,12 @@ def test_how_a_running_vm_is_sent(method: str, target: NodeRecord | None, expect
     chosen, reason = migration_method_for(record, target)
     assert chosen == expected
     assert bool(reason) == (expected == "stay")
+
+
+@pytest.mark.parametrize("presence", [R, S])
+def test_a_lock_flush_request_goes_to_the_vms_worker(presence: Presence) -> None:
+    # The worker itself refuses (and records why) when the VM runs.
+    record = VmRecord(uuid="u1", name="web1", state="stop", node=HERE, lockflush="requested")
+    assert decide(record, here=HERE, presence=presence).kind is Kind.FLUSH_LOCKS
+    elsewhere = VmRecord(uuid="u1", name="web1", state="stop", node="hv2", lockflush="requested")
+    assert decide(elsewhere, here=HERE, presence=S).kind is Kind.NONE
