@@ -186,7 +186,8 @@ class MaintenanceRunner:
 
     def _plan_and_issue(self, kind: str) -> None:
         inputs = load_inputs(self.store)
-        pending = [vm for vm in inputs.vms if vm.uuid not in self.handled]
+        # A VM already migrating (e.g. an operator's migrate) is planned once it settles.
+        pending = [vm for vm in inputs.vms if vm.uuid not in self.handled and vm.state != "migrate"]
         nodes = project_moves(inputs.nodes, [(m.target, m.size) for m in self.moves.values()])
         if kind == "flush":
             plan = flush_plan(
@@ -247,6 +248,8 @@ class MaintenanceRunner:
 
     def _nothing_left(self, kind: str) -> bool:
         inputs = load_inputs(self.store)
+        if any(vm.state == "migrate" and self.here in (vm.node, vm.lastnode) for vm in inputs.vms):
+            return False  # a migration under way involves this node: wait for it to settle
         pending = [vm for vm in inputs.vms if vm.uuid not in self.handled]
         if kind == "flush":
             plan = flush_plan(
