@@ -36,6 +36,7 @@ lint: venv system-deps
 bench: venv system-deps
 	$(BIN)/python benchmarks/vm_list.py
 	$(BIN)/python benchmarks/lifecycle.py
+	$(BIN)/python benchmarks/ha.py
 
 MODE ?= qemu
 

@@ -152,6 +152,8 @@ class NodeDaemon:
         self.row.update({"daemonstate": "run"}, event="daemon running")
         self.store.ensure_path(schema.DOMAINS_PATH)
         self.store.watch_children(schema.DOMAINS_PATH, self._domains_changed)
+        # Its own row: a flush or ready request starts at once, not at the next full pass.
+        self.store.watch_data(schema.node_path(self.name), self._domains_changed)
 
     def _claim_liveness(self) -> None:
         self.store.ensure_path(schema.LIVENESS_PATH)

@@ -163,6 +163,10 @@ def _restart(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
 
 
 def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
+    if action.then_state == "start":
+        # A VM that arrived here by live migration: list it now, not at the next
+        # keepalive, so waiters (pvc --wait, a flush) see it where it runs at once.
+        _publish_running(ctx)
     changes: dict[str, Any] = {"state": action.then_state}
     if action.failedreason:
         changes["failedreason"] = action.failedreason

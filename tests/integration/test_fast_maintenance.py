@@ -20,7 +20,13 @@ PVC = str(Path(sys.executable).with_name("pvc"))
 
 @pytest.fixture(scope="module")
 def fast_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("fm"), mode="test")
+    # A periodic pass only every 60 s: everything here must be driven by watches (a flush
+    # once waited for that pass), and the --wait timeouts below are far shorter.
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("fm"),
+        mode="test",
+        daemon_settings={"daemon": {"reconcile_interval": 60}},
+    )
     cluster.start()
     try:
         yield cluster
@@ -70,7 +76,7 @@ def test_flush_and_ready_follow_limits_selectors_and_autostart(fast_cluster: Loc
     assert row(dry, "fc")[:3] == ["fc", "migrate", "hv3"]  # fewer VMs than hv2 (fd is there)
     assert node_info(fast_cluster, "hv1")["domainstate"] == "ready"  # nothing written
 
-    output = pvc(fast_cluster, "node", "flush", "hv1", "--wait")
+    output = pvc(fast_cluster, "node", "flush", "hv1", "--wait", "--wait-timeout", "20")
     assert "flush of hv1 done" in output
     assert row(output, "fb")[:4] == ["fb", "stop-autostart", "-", "stopped-autostart"]
     assert row(output, "fa")[3] == "shutdown-migrated"  # the test driver cannot go live
@@ -94,7 +100,7 @@ def test_flush_and_ready_follow_limits_selectors_and_autostart(fast_cluster: Loc
         fast_cluster, "vm", "migrate", "fd", "--target", "hv1", expect=5
     )
 
-    output = pvc(fast_cluster, "node", "ready", "hv1", "--wait")
+    output = pvc(fast_cluster, "node", "ready", "hv1", "--wait", "--wait-timeout", "20")
     assert "ready of hv1 done" in output
     back = {name: info(fast_cluster, name) for name in ("fa", "fb", "fc", "fd")}
     for name in ("fa", "fb", "fc"):
