@@ -63,7 +63,8 @@ def migration_change(vm: VmRecord, target: str, *, force: bool = False) -> Chang
     check_migratable(vm, force=force)
     lastnode = vm.lastnode if vm.lastnode else vm.node
     values = _placement_values(vm, target)
-    values["lastnode"] = lastnode
+    # Sent (by force) to its own home, the VM is no longer migrated away from anywhere.
+    values["lastnode"] = "" if lastnode == target else lastnode
     return Change(values, f"migrate {vm.node or '-'} -> {target}")
 
 

@@ -31,8 +31,18 @@ class Outcome:
 
 
 def running_on(nodes: Sequence[NodeRecord], uuid: str) -> tuple[str, ...]:
-    """The nodes whose ``runningdomains`` list the VM, by name."""
-    return tuple(sorted(node.name for node in nodes if uuid in node.runningdomains))
+    """The nodes whose ``runningdomains`` list the VM, by name.
+
+    A fenced node's list is left out, as the daemons do: its power-off was confirmed, and
+    the list stays as it was at the power loss until its daemon registers again.
+    """
+    return tuple(
+        sorted(
+            node.name
+            for node in nodes
+            if uuid in node.runningdomains and node.daemonstate != "fenced"
+        )
+    )
 
 
 def judge(

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: How soon a VM that waits on something else (a peer stopping it) is looked at again.
 WAIT_RECHECK = 0.5
+#: How long a VM that left by live migration stays listed here at most, waiting for its
+#: target to list it (a dead target is fenced, and its list then no longer counts).
+DEPARTED_LIMIT = 120.0
 #: The node domain states that ask this daemon for a flush or a ready.
 MAINTENANCE_KINDS = {"flush": "flush", "unflush": "ready"}
 
@@ -67,6 +70,8 @@ class NodeDaemon:
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._starting: set[str] = set()
+        # VMs that left by live migration -> (target, when), listed until the target lists them.
+        self._departed: dict[str, tuple[str, float]] = {}
         self._crash_restarts: dict[str, list[float]] = {}
         self._watched: set[str] = set()
         self._memory: dict[str, tuple[int, int]] = {}  # uuid -> (row version, MiB)
@@ -81,6 +86,7 @@ class NodeDaemon:
             set_starting=self._set_starting,
             listed_now=self._listed_now,
             note_crash_restart=self._note_crash_restart,
+            note_departed=self._note_departed,
             rbd=RbdLocks(config.fencing.rbd_command[0], args=config.fencing.rbd_command[1:]),
         )
 
@@ -279,7 +285,30 @@ class NodeDaemon:
 
     def _listed(self, domains: dict[str, DomainStatus]) -> tuple[str, ...]:
         with self._lock:
-            return tuple(sorted(set(domains) | self._starting))
+            return tuple(sorted(set(domains) | self._starting | set(self._departed)))
+
+    def _note_departed(self, uuid: str, target: str) -> None:
+        with self._lock:
+            self._departed[uuid] = (target, time.monotonic())
+
+    def _forget_departed(self, vms: list[VmRecord], nodes: list[NodeRecord]) -> None:
+        """Stop listing departed VMs once their target lists them (or they went elsewhere)."""
+        if not self._departed:
+            return
+        by_name = {node.name: node for node in nodes}
+        node_of = {vm.uuid: vm.node for vm in vms}
+        dropped = False
+        with self._lock:
+            for uuid, (target, since) in list(self._departed.items()):
+                arrived = target in by_name and uuid in by_name[target].runningdomains
+                moved_on = node_of.get(uuid) != target
+                stale = time.monotonic() - since > DEPARTED_LIMIT
+                if arrived or moved_on or stale:
+                    del self._departed[uuid]
+                    dropped = True
+        if dropped:
+            # Waiters see the VM on its target alone now, not at the next keepalive.
+            self.row.update(lambda row: {"runningdomains": self._listed_now()})
 
     def _listed_now(self) -> tuple[str, ...]:
         return self._listed(self.hypervisor.domains())
@@ -318,6 +347,7 @@ class NodeDaemon:
             log.info("reconcile resumed")
             self._store_ok = True
         self._remember_memory(vms)
+        self._forget_departed(vms, nodes)
         self._watch_vms({vm.uuid for vm in vms})
         own = next((node for node in nodes if node.name == self.name), None)
         if own is not None and own.domainstate in MAINTENANCE_KINDS:

@@ -131,7 +131,13 @@ class FenceMonitor:
             log.info("node %r came back (%s): not fencing it", name, node.daemonstate)
             return
         record = dict(new_record("fence", self.clock()), by=self.here)
-        node = self._write_node(node, {"daemonstate": "dead", "maintenance": record}, "dead")
+        marked = self._write_node(
+            node, {"daemonstate": "dead", "maintenance": record}, "dead", only_if=("run", "dead")
+        )
+        if marked is None:
+            log.info("node %r came back: not fencing it", name)
+            return
+        node = marked
         bmc = _bmc_of(node)
         if bmc is None:
             self._fence_failed(node, record, "no BMC address is configured for it")
@@ -150,16 +156,23 @@ class FenceMonitor:
                 return
         log.warning("node %r: fenced (%s)", name, result.detail)
         record = dict(record, fence=result.detail)
-        node = self._write_node(
+        fenced = self._write_node(
             node,
             {"daemonstate": "fenced", "domainstate": "fence-flush", "maintenance": record},
             f"fenced ({result.detail})",
+            only_if=("dead",),
         )
-        record = self._recover(node, record)
+        if fenced is None:
+            # Its daemon registered again (powered on and booted) before we could record
+            # the fence: it is a live node now, and its VMs are its own to start.
+            log.warning("node %r is back before its recovery: nothing recovered", name)
+            return
+        record = self._recover(fenced, record)
         self._write_node(
             load_node(self.store, name),
             {"domainstate": "flushed", "maintenance": dict(record, status="done")},
             "recovery done: flushed",
+            only_if=("fenced",),
         )
 
     def _fence_failed(self, node: NodeRecord, record: dict[str, Any], detail: str) -> None:
@@ -171,14 +184,28 @@ class FenceMonitor:
             message,
         )
 
-    def _write_node(self, node: NodeRecord, changes: dict[str, Any], event: str) -> NodeRecord:
-        # The dead node's own daemon does not write; a client might (pvc node ready): retry.
-        for _ in range(5):
+    def _write_node(
+        self,
+        node: NodeRecord,
+        changes: dict[str, Any],
+        event: str,
+        only_if: tuple[str, ...] = (),
+    ) -> NodeRecord | None:
+        """Write ``changes``, re-reading on a conflict; None if ``only_if`` no longer holds.
+
+        A client may write the row meanwhile (pvc node ready), and the node itself may come
+        back: ``only_if`` names the daemon states the write still makes sense in.
+        """
+        for attempt in range(5):
+            if only_if and node.daemonstate not in only_if:
+                return None
             try:
                 return update_node(self.store, node, changes, event=event)
             except Conflict:
+                if attempt == 4:
+                    raise
                 node = load_node(self.store, node.name)
-        return update_node(self.store, node, changes, event=event)
+        raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------- recovery
 
@@ -200,6 +227,11 @@ class FenceMonitor:
             try:
                 if step.action != "stay":
                     outcome, reason = self._recover_vm(vm, step.action, step.target, step.reason)
+                elif vm.state == "shutdown":
+                    # It was being shut down when the power went: it is stopped now, and
+                    # only its (dead) node would have recorded that.
+                    update_vm(self.store, vm, {"state": "stop"}, event="stopped (node fenced)")
+                    outcome, reason = "stopped", "was shutting down; the power-off stopped it"
             except PvcError as error:
                 outcome, reason = "failed", str(error)
             log.info("vm %r: recovery: %s %s", vm.name, outcome, reason)
@@ -227,6 +259,8 @@ class FenceMonitor:
             )
             return "failed", "; ".join(failures)
         lastnode = vm.lastnode or vm.node
+        if lastnode == target:
+            lastnode = ""  # recovered onto its home: not migrated away from anywhere
         if action == "start":
             update_vm(
                 self.store,

@@ -49,6 +49,8 @@ class ActionContext:
     note_crash_restart: Callable[[str], None]
     #: RBD lock listing and clearing (the same code as fence recovery).
     rbd: RbdLocks
+    #: Keeps a VM that left by live migration listed here until its target lists it.
+    note_departed: Callable[[str, str], None] = lambda uuid, target: None
 
     @property
     def here(self) -> str:
@@ -187,6 +189,9 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     if method == "live":
         live_error = _try_live(ctx, vm, target)
         if not live_error:
+            # Until the target lists it, this node keeps listing it: a running VM must never
+            # be listed nowhere, or a third node sent it could start a second copy.
+            ctx.note_departed(vm.uuid, target.name)
             _publish_running(ctx)
             try:
                 update_vm(

@@ -87,3 +87,9 @@ def test_move_and_unmigrate_clear_the_previous_node() -> None:
     assert unmigrate_change(vm("stop", "hv3", "hv1")).values == {"node": "hv1", "lastnode": ""}
     with pytest.raises(PreconditionFailed, match="not migrated"):
         unmigrate_change(vm("start"))
+
+
+def test_forced_migration_home_clears_the_previous_node() -> None:
+    # Regression (simulator): sent by force to its own home, the VM kept lastnode == node.
+    change = migration_change(vm("start", "hv3", "hv1"), "hv1", force=True)
+    assert change.values["lastnode"] == ""

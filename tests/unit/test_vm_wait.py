@@ -79,3 +79,13 @@ def test_running_on_reads_runningdomains() -> None:
     ]
     assert running_on(nodes, "u1") == ("hv1", "hv3")
     assert running_on(nodes, "u9") == ()
+
+
+def test_running_on_leaves_a_fenced_nodes_stale_list_out() -> None:
+    # Regression (simulator): a fenced node's list stays as at the power loss; counting it
+    # made every --wait on such a VM run into its timeout.
+    nodes = [
+        NodeRecord(name="hv1", runningdomains=("u1",), daemonstate="fenced"),
+        NodeRecord(name="hv2", runningdomains=("u1",)),
+    ]
+    assert running_on(nodes, "u1") == ("hv2",)
