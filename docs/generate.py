@@ -132,8 +132,8 @@ it does not know. One that finds an *older* version refuses too (it would write 
 tree lacks) and says to run `pvc cluster upgrade`, which adds what each newer version
 needs with its default, creating only what is missing and writing the new version last,
 so it is safe on a live cluster and safe to run again. Version 2 added `migration_method`
-and `lockflush` to VMs, `libvirturi`, `migrationuri` and `maintenance` to nodes, and the `/liveness` and
-`/locks` roots.
+and `lockflush` to VMs, `libvirturi`, `migrationuri` and `maintenance` to nodes, and the
+`/liveness` and `/locks` roots.
 
 ## Row versions
 
