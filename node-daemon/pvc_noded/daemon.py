@@ -24,7 +24,14 @@ from pvc_common.domain_xml import parse_domain_xml
 from pvc_common.errors import HypervisorError, InvalidInput, PreconditionFailed, PvcError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.node_ops import register_node
-from pvc_common.reconcile import Action, Kind, Presence, crash_restarts_within, decide
+from pvc_common.reconcile import (
+    Action,
+    Exit,
+    Kind,
+    Presence,
+    crash_restarts_within,
+    decide,
+)
 from pvc_common.snapshot import check_schema, load_nodes, load_vms
 from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
@@ -40,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: How soon a VM that waits on something else (a peer stopping it) is looked at again.
 WAIT_RECHECK = 0.5
+#: How long a worker waits for libvirt's stop event of a VM it saw running a moment ago.
+EXIT_EVENT_GRACE = 1.0
 #: How long a VM that left by live migration stays listed here at most, waiting for its
 #: target to list it (a dead target is fenced, and its list then no longer counts).
 DEPARTED_LIMIT = 120.0
@@ -72,6 +81,7 @@ class NodeDaemon:
         self._starting: set[str] = set()
         # VMs that left by live migration -> (target, when), listed until the target lists them.
         self._departed: dict[str, tuple[str, float]] = {}
+        self._seen_running: set[str] = set()
         self._crash_restarts: dict[str, list[float]] = {}
         self._watched: set[str] = set()
         self._memory: dict[str, tuple[int, int]] = {}  # uuid -> (row version, MiB)
@@ -349,6 +359,7 @@ class NodeDaemon:
         self._remember_memory(vms)
         self._forget_departed(vms, nodes)
         self._watch_vms({vm.uuid for vm in vms})
+        self._seen_running = {uuid for uuid, d in domains.items() if d.presence is Presence.RUNNING}
         own = next((node for node in nodes if node.name == self.name), None)
         if own is not None and own.domainstate in MAINTENANCE_KINDS:
             self._start_maintenance(MAINTENANCE_KINDS[own.domainstate])
@@ -444,6 +455,17 @@ class NodeDaemon:
             presence = self.hypervisor.presence(uuid)
             elsewhere = _running_elsewhere(load_nodes(self.store), self.name).get(uuid, ())
             action = self._decide(vm, uuid, presence, elsewhere)
+            if (
+                action.kind is Kind.START
+                and vm.state == "start"
+                and self.hypervisor.last_exit(uuid) is Exit.UNKNOWN
+                and uuid in self._seen_running
+            ):
+                # It ran here a moment ago and libvirt's event saying how it stopped (a
+                # guest poweroff is not restarted) may still be on its way: give it time.
+                time.sleep(EXIT_EVENT_GRACE)
+                presence = self.hypervisor.presence(uuid)
+                action = self._decide(vm, uuid, presence, elsewhere)
             carry_out(self.actions, vm, action)
         except (PvcError, HypervisorError) as error:
             log.warning("vm %s: action not carried out: %s", uuid, error)

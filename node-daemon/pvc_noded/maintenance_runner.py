@@ -79,6 +79,10 @@ class MaintenanceRunner:
 
     def run(self, kind: str) -> None:
         """Carry out ``kind`` (flush or ready) until every VM has an outcome."""
+        if load_node(self.store, self.here).domainstate != KEEP_GOING[kind]:
+            # Started from a pass's older snapshot after the same request already ended:
+            # nothing to do (it would otherwise record an 'aborted' run over the real one).
+            return
         self._resume_or_start(kind)
         log.info("%s of %s: started", kind, self.here)
         aborted = False

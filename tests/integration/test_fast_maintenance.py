@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.harness.cluster import LocalCluster
+from tests.harness.zookeeper import wait_until
 
 PVC = str(Path(sys.executable).with_name("pvc"))
 
@@ -70,6 +71,8 @@ def test_flush_and_ready_follow_limits_selectors_and_autostart(fast_cluster: Loc
     define_running(fast_cluster, "fc", "--selector", "vms")
     define_running(fast_cluster, "fd", node="hv2")  # not on hv1: not involved
 
+    # Plans read the nodes' published figures: wait until hv2's shows fd running there.
+    wait_until(lambda: node_info(fast_cluster, "hv2")["domainscount"] == 1, 30, "hv2 figures stale")
     dry = pvc(fast_cluster, "node", "flush", "hv1", "--dry-run")
     assert row(dry, "fa") == ["fa", "migrate", "hv2", "selector", "mem"]
     assert row(dry, "fb")[:3] == ["fb", "stop-autostart", "-"]
