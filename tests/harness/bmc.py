@@ -64,7 +64,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tests.harness.zookeeper import LOOPBACK, pid_is_running, wait_until
+from tests.harness.zookeeper import LOOPBACK, log_tail, pid_is_running, wait_until
 
 if TYPE_CHECKING:
     from pvc_noded.fencing import BmcAddress
@@ -347,13 +347,6 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
 
 
 def _write_atomically(path: Path, text: str, mode: int | None = None) -> None:
@@ -856,7 +849,7 @@ class BmcSimulator:
     def _failure(self, what: str) -> BmcError:
         return BmcError(
             f"ipmi_sim {self.name} (pid {self._pid}, port {self._port}) {what}\n"
-            f"--- tail of {self.log_path}:\n{_tail(self.log_path)}"
+            f"--- tail of {self.log_path}:\n{log_tail(self.log_path)}"
         )
 
 

@@ -52,6 +52,7 @@ from types import TracebackType
 from tests.harness.zookeeper import (
     LOOPBACK,
     find_free_ports,
+    log_tail,
     pid_is_running,
     port_accepts_connections,
     wait_until,
@@ -102,15 +103,6 @@ def check_prerequisites() -> dict[str, str]:
     if missing:
         raise CephUnavailable(f"missing {', '.join(missing)}; {INSTALL_HINT}")
     return found
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    """Last ``lines`` lines of a log file, for error messages."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def parse_blocklist(output: str) -> list[str]:
@@ -473,8 +465,8 @@ log file = {d}/log/$name.$pid.log
         log = self.log_dir / f"{name}.log"
         out = self.log_dir / f"{name}.out"
         return (
-            f"{self!r}: {name} exited with code {code}; tail of {out}:\n{_tail(out)}\n"
-            f"tail of {log}:\n{_tail(log)}"
+            f"{self!r}: {name} exited with code {code}; tail of {out}:\n{log_tail(out)}\n"
+            f"tail of {log}:\n{log_tail(log)}"
         )
 
     def osd_up(self) -> bool:

@@ -46,6 +46,7 @@ from pvc_common.store import ZkStore
 from tests.harness.zookeeper import (
     ZooKeeperEnsemble,
     ZooKeeperServer,
+    log_tail,
     pid_is_running,
     wait_until,
 )
@@ -295,7 +296,7 @@ class LocalCluster:
                 if not daemon.is_alive():
                     raise ClusterError(
                         f"pvcnoded {name} exited; its log {daemon.log_path} ends:\n"
-                        + _tail(daemon.log_path)
+                        + log_tail(daemon.log_path)
                     )
             with self.store() as store:
                 states = {node.name: node.daemonstate for node in load_nodes(store)}
@@ -475,13 +476,6 @@ def _test_node_xml(memory_mib: int) -> str:
         "<sockets>1</sockets><cores>4</cores><threads>1</threads></cpu>"
         f"<memory>{memory_mib * 1024}</memory></node>\n"
     )
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as error:
-        return f"<cannot read {path}: {error}>"
 
 
 # ----------------------------------------------------------------------------- make cluster

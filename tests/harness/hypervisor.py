@@ -65,6 +65,7 @@ import libvirt
 from tests.harness.zookeeper import (
     LOOPBACK,
     find_free_port,
+    log_tail,
     pid_is_running,
     port_accepts_connections,
     wait_until,
@@ -239,15 +240,6 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    """Last ``lines`` lines of a log file, for error messages."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _quiet_libvirt() -> None:
@@ -860,8 +852,8 @@ class LibvirtHost:
     def _failure(self, what: str) -> LibvirtHostError:
         return LibvirtHostError(
             f"libvirtd {self.name} (pid {self.pid}) {what}\n"
-            f"--- tail of {self.output_path}:\n{_tail(self.output_path)}\n"
-            f"--- tail of {self.log_path}:\n{_tail(self.log_path)}"
+            f"--- tail of {self.output_path}:\n{log_tail(self.output_path)}\n"
+            f"--- tail of {self.log_path}:\n{log_tail(self.log_path)}"
         )
 
 

@@ -166,7 +166,7 @@ def wait_until(
         time.sleep(interval)
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def log_tail(path: Path, lines: int = 40) -> str:
     """Last ``lines`` lines of a log file, for error messages."""
     try:
         text = path.read_text(errors="replace")
@@ -397,7 +397,7 @@ class ZooKeeperServer(_ServingContext):
                 code = self._process.poll()
                 raise ZooKeeperError(
                     f"ZooKeeper server {self.hosts} (pid {self.pid}) exited with code {code} "
-                    f"before serving; tail of {self.log_path}:\n{_tail(self.log_path)}"
+                    f"before serving; tail of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             mode = self.mode(timeout=0.5)
             if mode is not None:
@@ -405,7 +405,7 @@ class ZooKeeperServer(_ServingContext):
             if time.monotonic() >= deadline:
                 raise ZooKeeperError(
                     f"ZooKeeper server {self.hosts} (pid {self.pid}) not serving after "
-                    f"{timeout:.1f} s; tail of {self.log_path}:\n{_tail(self.log_path)}"
+                    f"{timeout:.1f} s; tail of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.05)
 
