@@ -37,6 +37,7 @@ from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
 
 from .config import NodeConfig
+from .departures import DepartureBook
 from .fence_monitor import FenceMonitor, make_fencer
 from .hypervisor import DomainStatus, Hypervisor
 from .maintenance_runner import MaintenanceRunner
@@ -49,9 +50,8 @@ log = logging.getLogger(__name__)
 WAIT_RECHECK = 0.5
 #: How long a worker waits for libvirt's stop event of a VM it saw running a moment ago.
 EXIT_EVENT_GRACE = 1.0
-#: How long a VM that left by live migration stays listed here at most, waiting for its
-#: target to list it (a dead target is fenced, and its list then no longer counts).
-DEPARTED_LIMIT = 120.0
+#: VM states in which a VM may be running on its node.
+MAY_RUN_STATES = frozenset({"start", "restart", "migrate", "shutdown"})
 #: The node domain states that ask this daemon for a flush or a ready.
 MAINTENANCE_KINDS = {"flush": "flush", "unflush": "ready"}
 
@@ -79,8 +79,8 @@ class NodeDaemon:
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._starting: set[str] = set()
-        # VMs that left by live migration -> (target, when), listed until the target lists them.
-        self._departed: dict[str, tuple[str, float]] = {}
+        # VMs that left by live migration, listed here until their target's list is trusted.
+        self._departed = DepartureBook()
         self._seen_running: set[str] = set()
         self._crash_restarts: dict[str, list[float]] = {}
         self._watched: set[str] = set()
@@ -266,10 +266,24 @@ class NodeDaemon:
             domains = self.hypervisor.domains()
         except HypervisorError as error:
             # The daemon is alive even if libvirtd is not (a libvirtd restart must never
-            # look like a dead node): keep the last figures and runningdomains, which
-            # also keeps other nodes from starting what may still run here.
+            # look like a dead node): keep the last figures, and list what may run here,
+            # which keeps other nodes from starting it. That is the last list plus every
+            # VM assigned here that should run: one may have just arrived by live
+            # migration, and its source trusts this list after two keepalives.
             log.warning("libvirt unavailable, keepalive only: %s", error)
-            self.row.update({"keepalive": int(self.clock())})
+            assigned = {
+                vm.uuid
+                for vm in load_vms(self.store)
+                if vm.node == self.name and vm.state in MAY_RUN_STATES
+            }
+            with self._lock:
+                extra = assigned | self._starting | self._departed.uuids()
+            self.row.update(
+                lambda row: {
+                    "keepalive": int(self.clock()),
+                    "runningdomains": tuple(sorted(set(row.runningdomains) | extra)),
+                }
+            )
             return
         figures = node_figures(
             self.hypervisor.host_figures(domains),
@@ -295,27 +309,20 @@ class NodeDaemon:
 
     def _listed(self, domains: dict[str, DomainStatus]) -> tuple[str, ...]:
         with self._lock:
-            return tuple(sorted(set(domains) | self._starting | set(self._departed)))
+            return tuple(sorted(set(domains) | self._starting | self._departed.uuids()))
 
     def _note_departed(self, uuid: str, target: str) -> None:
         with self._lock:
-            self._departed[uuid] = (target, time.monotonic())
+            self._departed.note(uuid, target)
 
-    def _forget_departed(self, vms: list[VmRecord], nodes: list[NodeRecord]) -> None:
-        """Stop listing departed VMs once their target lists them (or they went elsewhere)."""
-        if not self._departed:
-            return
-        by_name = {node.name: node for node in nodes}
-        node_of = {vm.uuid: vm.node for vm in vms}
-        dropped = False
+    def _forget_departed(self, nodes: list[NodeRecord]) -> None:
+        """Stop listing departed VMs once their target's list can be trusted about them."""
         with self._lock:
-            for uuid, (target, since) in list(self._departed.items()):
-                arrived = target in by_name and uuid in by_name[target].runningdomains
-                moved_on = node_of.get(uuid) != target
-                stale = time.monotonic() - since > DEPARTED_LIMIT
-                if arrived or moved_on or stale:
-                    del self._departed[uuid]
-                    dropped = True
+            if not self._departed:
+                return
+            dropped = self._departed.settle(nodes, self.name)
+        for uuid, reason in dropped.items():
+            log.info("vm %s: no longer listed here as departed (%s)", uuid, reason)
         if dropped:
             # Waiters see the VM on its target alone now, not at the next keepalive.
             self.row.update(lambda row: {"runningdomains": self._listed_now()})
@@ -357,7 +364,7 @@ class NodeDaemon:
             log.info("reconcile resumed")
             self._store_ok = True
         self._remember_memory(vms)
-        self._forget_departed(vms, nodes)
+        self._forget_departed(nodes)
         self._watch_vms({vm.uuid for vm in vms})
         self._seen_running = {uuid for uuid, d in domains.items() if d.presence is Presence.RUNNING}
         own = next((node for node in nodes if node.name == self.name), None)
@@ -422,6 +429,11 @@ class NodeDaemon:
     ) -> Action:
         with self._lock:
             history = list(self._crash_restarts.get(uuid, ()))
+            departed_to = self._departed.target_of(uuid)
+        if departed_to is not None:
+            # It left for departed_to by live migration and that node's list cannot be
+            # trusted about it yet: as far as this node knows, it runs there.
+            elsewhere = tuple(sorted({*elsewhere, departed_to}))
         return decide(
             vm,
             here=self.name,

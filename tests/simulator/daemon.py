@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from pvc_common.errors import PvcError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.reconcile import Action, Kind, crash_restarts_within, decide
-from pvc_noded.daemon import DEPARTED_LIMIT, MAINTENANCE_KINDS, _running_elsewhere
+from pvc_noded.daemon import MAINTENANCE_KINDS, _running_elsewhere
+from pvc_noded.departures import DepartureBook
 from pvc_noded.hypervisor import DomainStatus, HostFigures
 from pvc_noded.node_row import node_figures
 
@@ -52,9 +53,9 @@ class DaemonProcess:
         self.workers: dict[str, Task] = {}
         self.queued: list[str] = []
         self.starting: set[str] = set()
-        #: VMs that left by live migration -> (target, when): listed until the target lists
-        #: them (``NodeDaemon._departed``).
-        self.departed: dict[str, tuple[str, float]] = {}
+        #: VMs that left by live migration, listed until their target's list is trusted
+        #: (``NodeDaemon._departed``, the same book).
+        self.departed = DepartureBook()
         self.crash_restarts: dict[str, list[float]] = {}
         self.memory: dict[str, int] = {}
         self.maintenance: MaintenanceRun | None = None
@@ -203,40 +204,16 @@ class DaemonProcess:
     def listed_now(self) -> tuple[str, ...]:
         """What ``runningdomains`` must list: what libvirt has, VMs being started, and VMs
         that left by live migration and are not yet listed by their target."""
-        return tuple(sorted(set(self.host.domains) | self.starting | set(self.departed)))
+        return tuple(sorted(set(self.host.domains) | self.starting | self.departed.uuids()))
 
     def note_departed(self, uuid: str, target: str) -> None:
-        """Keep a VM that left by live migration listed here until its target lists it."""
-        self.departed[uuid] = (target, self.sim.clock.now)
+        """Keep a VM that left by live migration listed here (``DepartureBook.note``)."""
+        self.departed.note(uuid, target)
 
-    def _forget_departed(self, vms: list[VmRecord], nodes: list[NodeRecord]) -> None:
-        """Stop listing departed VMs once their target lists them (or they went elsewhere,
-        or ``DEPARTED_LIMIT`` passed), as ``NodeDaemon._forget_departed`` does."""
-        if not self.departed:
-            return
-        by_name = {node.name: node for node in nodes}
-        node_of = {vm.uuid: vm.node for vm in vms}
-        dropped = False
-        fixed = "departed-listing" in self.sim.settings.workarounds
-        for uuid, (target, since) in list(self.departed.items()):
-            arrived = target in by_name and uuid in by_name[target].runningdomains
-            moved_on = node_of.get(uuid) != target
-            stale = self.sim.clock.now - since > DEPARTED_LIMIT
-            if fixed:
-                # The proposed fix of a known defect (see known_bugs): drop it once another
-                # node that is not fenced lists it, its target is fenced, or the target's
-                # list is fresher than the departure (then it tells the truth).
-                row = by_name.get(target)
-                moved_on = any(
-                    uuid in node.runningdomains and node.daemonstate != "fenced"
-                    for node in nodes
-                    if node.name != self.name
-                )
-                stale = row is None or row.daemonstate == "fenced" or row.keepalive > since
-            if arrived or moved_on or stale:
-                del self.departed[uuid]
-                dropped = True
-        if dropped:
+    def _forget_departed(self, nodes: list[NodeRecord]) -> None:
+        """Stop listing departed VMs whose target's list can now be trusted, as
+        ``NodeDaemon._forget_departed`` does."""
+        if self.departed and self.departed.settle(nodes, self.name):
             self.publish_running()
 
     def publish_running(self) -> None:
@@ -257,7 +234,7 @@ class DaemonProcess:
         self.memory = {
             vm.uuid: store.sizes[vm.uuid].memory_mib for vm in vms if vm.node == self.name
         }
-        self._forget_departed(vms, nodes)
+        self._forget_departed(nodes)
         own = store.nodes.get(self.name)
         if own is not None and own.domainstate in MAINTENANCE_KINDS and self.maintenance is None:
             self._step_maintenance(MAINTENANCE_KINDS[own.domainstate])
@@ -294,10 +271,10 @@ class DaemonProcess:
 
     def _decide(self, vm: VmRecord | None, uuid: str, elsewhere: tuple[str, ...]) -> Action:
         settings = self.sim.settings
-        if uuid in self.departed and "departed-listing" in settings.workarounds:
-            # The proposed fix of a known defect (see known_bugs): a VM this node sent away
-            # and still lists as departed runs at its target as far as this node knows.
-            elsewhere = tuple(sorted({*elsewhere, self.departed[uuid][0]}))
+        departed_to = self.departed.target_of(uuid)
+        if departed_to is not None:
+            # As NodeDaemon._decide: it runs at its target as far as this node knows.
+            elsewhere = tuple(sorted({*elsewhere, departed_to}))
         history = self.crash_restarts.get(uuid, [])
         return decide(
             vm,

@@ -11,30 +11,14 @@ scenario stops breaking an invariant, as a reminder); the scenario stays as a re
 test. Fixed so far (dce53f6): a VM listed nowhere right after a live migration, a fence
 recorded over a node that came back, a VM left 'shutdown' on a fenced node, a fenced
 node's stale list holding up waits, and lastnode equal to node after a forced migration
-home or a recovery onto it.
+home or a recovery onto it. Fixed later: a departed VM dropped from its source's list
+before its target's list could be trusted about it (departed-listing).
 """
 
 from __future__ import annotations
 
 #: Workaround name -> the defect it steps past, and what the workaround does.
 KNOWN_BUGS: dict[str, str] = {
-    "departed-listing": (
-        "pvc_noded.daemon.NodeDaemon._forget_departed (dce53f6): the source of a live "
-        "migration keeps listing the VM until its target lists it, but (1) also stops as "
-        "soon as the VM's record names another node ('moved_on'): if the target has not "
-        "listed it yet (its daemon paused, stopped, or dead and not yet fenced) and the "
-        "operator moves it on, no node lists a running VM and the new node starts a second "
-        "copy; (2) stops after DEPARTED_LIMIT (120 s) even if the target never listed it "
-        "(a target whose daemon stopped cleanly is never fenced); (3) keeps listing a VM "
-        "that was stopped on the target before the target listed it, for those 120 s: "
-        "its stop --wait hangs and a start of it waits; (4) does not count its own "
-        "departed entries when it decides: a VM sent back to the source before its target "
-        "listed it (the target's daemon paused or dead) is started there by the source "
-        "while it runs on the target. Workaround (the proposed fix): the source drops the "
-        "entry once another node that is not fenced lists it, its target is fenced, or the "
-        "target has written a keepalive since the departure (the target's list is then "
-        "the truth); until then the source counts the VM as running at the target."
-    ),
     "wait-done-before-running": (
         "pvc_common.vm_wait.judge counts a start or a migration as done once the VM is "
         "listed on its node alone and its row version is newer than the request's. Any "
