@@ -110,6 +110,8 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 import yaml
+from timing_table import banner, column_header, timing_row
+from timing_table import ratio_of_medians as ratio
 
 from pvc_common import vm_ops
 from pvc_common.errors import PvcError
@@ -933,24 +935,18 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def row(label: str, entry: dict[str, Any], width: int = 52) -> str:
+#: Width of the label column of the tables.
+LABEL_WIDTH = 52
+
+
+def row(label: str, entry: dict[str, Any]) -> str:
     """One table line: label, then min / median / max in seconds."""
-    if not entry.get("runs_s"):
-        return f"  {label:<{width}}{'n/a':>9}"
-    return (
-        f"  {label:<{width}}{entry['min_s']:8.2f}s {entry['median_s']:8.2f}s {entry['max_s']:8.2f}s"
-    )
+    return timing_row(label, entry, LABEL_WIDTH, digits=2)
 
 
-def header(width: int = 52) -> str:
-    return f"  {'':<{width}}{'min':>9} {'median':>9} {'max':>9}"
-
-
-def ratio(base: dict[str, Any], other: dict[str, Any]) -> str:
-    """Speed-up as the ratio of medians (base / other), or n/a."""
-    if not base.get("runs_s") or not other.get("runs_s") or other["median_s"] <= 0:
-        return "n/a"
-    return f"{base['median_s'] / other['median_s']:.2f}x"
+def header() -> str:
+    """The min / median / max header of the tables."""
+    return column_header(LABEL_WIDTH)
 
 
 def report_flush(part: dict[str, Any], default: int) -> list[str]:
@@ -1036,9 +1032,10 @@ def report(figures: dict[str, Any]) -> str:
         software |= part["software"]
     versions = ", ".join(f"{name} {value}" for name, value in sorted(software.items()))
     lines = [
-        "=" * 90,
-        "HA benchmark: flush concurrency, and power loss to recovery, on local clusters",
-        "=" * 90,
+        *banner(
+            "HA benchmark: flush concurrency, and power loss to recovery, on local clusters",
+            width=90,
+        ),
         f"machine     {machine['cpu_model']}, {machine['cores']} cores, kernel "
         f"{machine['kernel']}, load average at the end {load}",
         f"software    Python {machine['python']}, {versions}",

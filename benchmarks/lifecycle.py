@@ -89,6 +89,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import libvirt
+from timing_table import banner, column_header, timing_row
 
 from pvc_common.errors import PvcError
 from pvc_common.snapshot import load_nodes, load_vms
@@ -787,13 +788,13 @@ def benchmark(cluster: LocalCluster, runs: int) -> tuple[dict[str, Any], list[Li
     return figures, migrations.checks
 
 
-def row(label: str, entry: dict[str, Any], width: int = 46) -> str:
+#: Width of the label column of the tables.
+LABEL_WIDTH = 46
+
+
+def row(label: str, entry: dict[str, Any]) -> str:
     """One table line: label, then min / median / max in seconds."""
-    if not entry.get("runs_s"):
-        return f"  {label:<{width}}{'n/a':>9}"
-    return (
-        f"  {label:<{width}}{entry['min_s']:8.3f}s {entry['median_s']:8.3f}s {entry['max_s']:8.3f}s"
-    )
+    return timing_row(label, entry, LABEL_WIDTH)
 
 
 def report(figures: dict[str, Any], checks: list[Liveness]) -> str:
@@ -801,11 +802,9 @@ def report(figures: dict[str, Any], checks: list[Liveness]) -> str:
     machine, start, migration = figures["machine"], figures["start"], figures["migration"]
     start_phases, direct_phases = start["phases_from_launch"], start["direct_phases"]
     load = ", ".join(f"{value:.2f}" for value in machine["load_average_at_end"])
-    header = f"  {'':<46}{'min':>9} {'median':>9} {'max':>9}"
+    header = column_header(LABEL_WIDTH)
     lines = [
-        "=" * 78,
-        "VM lifecycle benchmark: start and live migration on the real local cluster",
-        "=" * 78,
+        *banner("VM lifecycle benchmark: start and live migration on the real local cluster"),
         f"machine     {machine['cpu_model']}, {machine['cores']} cores, "
         f"kernel {machine['kernel']}, load average at the end {load}",
         f"software    Python {machine['python']}, libvirt {machine['libvirt']}, "

@@ -74,6 +74,7 @@ import click
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from timing_table import banner, median_and_min, rule
 
 from pvc_cli.output import Cell, render_table, state_cell
 from pvc_common import schema
@@ -747,14 +748,10 @@ def report(figures: dict[str, Any]) -> str:
     whole, inproc = figures["whole_process"], figures["in_process"]
     n = figures["vms"]
 
-    def pair(entry: dict[str, Any]) -> str:
-        return f"median {entry['median_s']:8.3f} s   min {entry['min_s']:8.3f} s"
-
+    pair = median_and_min
     load = ", ".join(f"{value:.2f}" for value in machine["load_average"])
     lines = [
-        "=" * 78,
-        "pvc vm list benchmark",
-        "=" * 78,
+        *banner("pvc vm list benchmark"),
         f"machine          {machine['cpu_model']}, {machine['cores']} cores, load average {load}",
         f"python           {machine['python']} ({machine['platform']})",
         f"zookeeper        {machine['zookeeper_version']} ({machine['zookeeper_server']})",
@@ -791,7 +788,7 @@ def report(figures: dict[str, Any]) -> str:
         f"  ratio per-key / load_vms      median {inproc['read_ratio_median']:8.1f} x",
         f"  vm_ops.list_vms (reads+parse) {pair(inproc['list_vms'])}",
         f"  parse XML + render table      {pair(inproc['parse_and_render'])}",
-        "=" * 78,
+        rule(),
         f"RESULT: pvc vm list {whole['pvc_vm_list']['median_s']:.3f} s vs baseline "
         f"{whole['baseline']['median_s']:.3f} s: {whole['ratio_median']:.1f}x faster "
         f"(target {figures['target_ratio']:g}x: {'met' if figures['target_met'] else 'NOT met'})",
