@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid as uuid_module
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,15 @@ class HostWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             for uuid, samples in self.samples.items():
-                samples.append(self.driver.running_on(uuid))
+                hosts = self.driver.running_on(uuid)
+                if len(hosts) > 1:
+                    # Hosts are read one after another, so a live migration's switch can
+                    # fall between two reads: the source read just before it paused, the
+                    # target just after it resumed. Read again in the opposite order: a
+                    # host still running after another was seen running is a real second
+                    # copy, while the switch cannot be straddled this way round.
+                    hosts = self.driver.running_on(uuid, order=reversed(hosts))
+                samples.append(hosts)
 
     def __enter__(self) -> HostWatcher:
         self._thread.start()
@@ -117,9 +126,10 @@ class ClusterDriver:
 
     # ----------------------------------------------------------------- hypervisors
 
-    def _domain_states(self, uuid: str) -> dict[str, int]:
+    def _domain_states(self, uuid: str, order: Iterable[str] | None = None) -> dict[str, int]:
         states: dict[str, int] = {}
-        for name, host in self.cluster.hosts.items():
+        for name in self.cluster.hosts if order is None else order:
+            host = self.cluster.hosts[name]
             try:
                 with host.connection() as conn:
                     states[name] = conn.lookupByUUIDString(uuid).state()[0]
@@ -136,11 +146,12 @@ class ClusterDriver:
             if state != libvirt.VIR_DOMAIN_SHUTOFF
         )
 
-    def running_on(self, uuid: str) -> list[str]:
-        """Hosts where the VM's CPUs actually run (libvirt state RUNNING)."""
+    def running_on(self, uuid: str, order: Iterable[str] | None = None) -> list[str]:
+        """Hosts where the VM's CPUs actually run (libvirt state RUNNING), reading the
+        hosts in ``order`` (default: all of them, by name)."""
         return sorted(
             name
-            for name, state in self._domain_states(uuid).items()
+            for name, state in self._domain_states(uuid, order).items()
             if state == libvirt.VIR_DOMAIN_RUNNING
         )
 

@@ -185,6 +185,7 @@ class LocalCluster:
         self.hosts: dict[str, Any] = {}  # name -> LibvirtHost (qemu mode)
         self.daemons: dict[str, NodeDaemonProcess] = {}
         self.image: Any = None  # GuestImage (qemu mode)
+        self.disk_image: Any = None  # GuestImage, disk variant (qemu mode, built on demand)
 
     # ----------------------------------------------------------------- paths
 
@@ -406,24 +407,38 @@ class LocalCluster:
         uuid: str | None = None,
         memory_mib: int = 128,
         rbd_images: tuple[str, ...] = (),
+        ceph_conf: Path | None = None,
+        ceph_monitor: tuple[str, int] | None = None,
     ) -> str:
         """Domain XML of a tiny guest that boots and prints to its serial console.
 
-        ``rbd_images`` (``pool/image``) become RBD disks; test mode only (the test driver
-        never opens them, so they need no Ceph credentials in the XML).
+        ``rbd_images`` (``pool/image``) become RBD disks. In test mode the test driver
+        never opens them, so they need no Ceph settings in the XML. In qemu mode QEMU's
+        rbd driver opens them with the client settings (monitor, keyring) of the
+        ``ceph_conf`` file (required then; ``ceph_monitor`` adds a ``<host>`` element),
+        and the guest is the disk variant, which writes to its first disk at every boot
+        (see :mod:`tests.harness.guest`): that write takes the image's exclusive lock.
         """
         uuid = uuid or str(uuid_module.uuid4())
-        if rbd_images and self.mode == "qemu":
-            raise ClusterError("RBD disks in the tiny QEMU guest are not supported")
+        if rbd_images and self.mode == "qemu" and ceph_conf is None:
+            raise ClusterError("RBD disks of a QEMU guest need a Ceph configuration (ceph_conf)")
         if self.mode == "qemu":
-            from tests.harness.guest import guest_domain_xml
+            from tests.harness.guest import build_guest_image, guest_domain_xml
 
+            image = self.image
+            if rbd_images:
+                if self.disk_image is None:
+                    self.disk_image = build_guest_image(disk=True)
+                image = self.disk_image
             return guest_domain_xml(
                 name,
                 uuid=uuid,
-                image=self.image,
+                image=image,
                 console_log=self.console_log(name),
                 memory_mib=memory_mib,
+                rbd_disks=rbd_images,
+                ceph_conf=ceph_conf,
+                ceph_monitor=ceph_monitor,
             )
         return (
             f"<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>"

@@ -20,6 +20,15 @@ libvirt's ``<serial><log file=...>`` writes:
     ``acpid`` reads. acpid starts just before the boot line: a press earlier in the
     boot may be lost (as on real machines, pair shutdown() with a timeout).
 
+``pvc-guest: disk write <N>``
+    ``DISK_WRITE_LINE_PREFIX`` + N: only in the *disk* variant of the guest
+    (``build_guest_image(disk=True)``), whose initramfs also has the virtio block driver.
+    Right after the boot line, in the background, it reads a counter from the start of
+    ``/dev/vda`` (0 on a blank disk), writes counter + 1 back with an fsync and prints this
+    line once the write is done. So a disk on Ceph RBD sees a write at every boot (which
+    is what makes QEMU's librbd take the image's exclusive lock), and N counts the boots
+    that reached the disk. Guests without a ``vda`` print nothing more.
+
 Serial output has CRLF line ends and, rarely, kernel messages between the lines; use
 :func:`parse_console` rather than matching whole lines.
 
@@ -65,6 +74,7 @@ DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "guest"
 BOOT_LINE_PREFIX = "pvc-guest: booted "
 TICK_LINE_PREFIX = "pvc-guest: tick "
 POWEROFF_LINE = "pvc-guest: power button, powering off"
+DISK_WRITE_LINE_PREFIX = "pvc-guest: disk write "
 
 #: Kernel command line parameter that names the guest in its boot line.
 HOSTNAME_PARAM = "hostname"
@@ -81,6 +91,18 @@ KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
 #: /dev/input/eventN for acpid; ``pvpanic-mmio`` tells QEMU when the guest kernel panics,
 #: so libvirt applies the domain's ``on_crash`` action (a real guest crash, for tests).
 GUEST_MODULES = ("button", "evdev", "pvpanic-mmio")
+
+#: Extra modules of the disk variant: the virtio PCI transport and the virtio block
+#: driver (both are modules in the cloud kernel), so a ``<disk ... bus='virtio'>`` is
+#: /dev/vda in the guest.
+DISK_MODULES = ("virtio_pci", "virtio_blk")
+
+#: Applets the disk variant's /init needs on top of BUSYBOX_APPLETS.
+DISK_APPLETS = ("dd", "tr")
+
+#: Where the disk variant keeps its kernel and modules inside the cache directory (the
+#: default image's "kernel" directory is left exactly as it is).
+DISK_KERNEL_DIR = "kernel-disk"
 
 #: The statically linked busybox from Debian's busybox-static package.
 BUSYBOX = Path("/bin/busybox")
@@ -140,6 +162,34 @@ poweroff -f
 """
 
 
+# The disk variant's /init runs this after its boot line (see the module docstring). It
+# waits for the driver to create /dev/vda (probing is asynchronous), so a guest without
+# a disk only spends a few seconds looking. Runs in the background: ticks never wait on
+# the disk (a write to an RBD image can block while another client holds its lock).
+DISK_SCRIPT = f"""(
+    tries=0
+    while [ ! -b /dev/vda ] && [ $tries -lt 20 ]; do sleep 0.25; tries=$((tries + 1)); done
+    if [ -b /dev/vda ]; then
+        previous=$(dd if=/dev/vda bs=64 count=1 2>/dev/null | tr -cd 0-9)
+        writes=$(( ${{previous:-0}} + 1 ))
+        if echo "$writes" | dd of=/dev/vda bs=64 count=1 conv=sync,fsync 2>/dev/null; then
+            echo "{DISK_WRITE_LINE_PREFIX}$writes" > /dev/ttyS0
+        fi
+    fi
+) &
+"""
+
+
+def _init_script(disk: bool) -> str:
+    """The /init of the default guest, or of the disk variant (DISK_SCRIPT added)."""
+    if not disk:
+        return INIT_SCRIPT
+    boot_line = f'echo "{BOOT_LINE_PREFIX}$name" > /dev/ttyS0\n'
+    if boot_line not in INIT_SCRIPT:
+        raise GuestImageError("the guest /init has no boot line to add the disk write after")
+    return INIT_SCRIPT.replace(boot_line, boot_line + DISK_SCRIPT, 1)
+
+
 class GuestImageError(RuntimeError):
     """The guest kernel or initramfs could not be built."""
 
@@ -157,6 +207,7 @@ class GuestImage:
 
 _BOOT_RE = re.compile(re.escape(BOOT_LINE_PREFIX) + r"(\S+)")
 _TICK_RE = re.compile(re.escape(TICK_LINE_PREFIX) + r"(\d+)")
+_DISK_WRITE_RE = re.compile(re.escape(DISK_WRITE_LINE_PREFIX) + r"(\d+)")
 
 
 @dataclass
@@ -171,6 +222,8 @@ class ConsoleLog:
     ticks: list[int] = field(default_factory=list)
     events: list[tuple[str, str | int]] = field(default_factory=list)
     poweroffs: int = 0
+    #: Counters of the disk variant's boot-time disk writes, in order.
+    disk_writes: list[int] = field(default_factory=list)
 
     @property
     def last_tick(self) -> int | None:
@@ -201,6 +254,8 @@ def parse_console(text: str) -> ConsoleLog:
             log.events.append(("tick", int(match.group(1))))
         elif POWEROFF_LINE in line:
             log.poweroffs += 1
+        elif match := _DISK_WRITE_RE.search(line):
+            log.disk_writes.append(int(match.group(1)))
     return log
 
 
@@ -224,13 +279,23 @@ def guest_domain_xml(
     console_log: Path,
     memory_mib: int = 128,
     vcpus: int = 1,
+    rbd_disks: tuple[str, ...] = (),
+    ceph_conf: Path | None = None,
+    ceph_monitor: tuple[str, int] | None = None,
 ) -> str:
-    """Libvirt domain XML for the tiny guest (no disks, no network).
+    """Libvirt domain XML for the tiny guest (no network; no disks unless ``rbd_disks``).
 
     Software emulation only (``type='qemu'``: /dev/kvm is unusable here). The serial
     console goes to a pty and is logged to ``console_log`` with ``append='on'``, so a
     migration destination (same path, shared filesystem) continues the file instead of
     truncating it. 96 MiB is the least that boots.
+
+    ``rbd_disks`` (``pool/image``) become virtio disks vda, vdb, ... opened by QEMU's own
+    rbd driver (Debian's qemu-block-extra): ``<source protocol='rbd'>`` with a
+    ``<config file=ceph_conf>``, from which librbd reads the monitor address and (cephx)
+    its keyring, so no libvirt secret is needed; ``ceph_monitor`` (address, v1 port) adds
+    a ``<host>`` element as well. Only the disk variant of the image
+    (``build_guest_image(disk=True)``) sees them.
     """
     str(uuid_module.UUID(uuid))  # validate early: libvirt's message would be less clear
     domain = ET.Element("domain", type="qemu")
@@ -261,6 +326,17 @@ def guest_domain_xml(
     devices = ET.SubElement(domain, "devices")
     # libvirt adds a USB controller to 'pc' machines unless told not to; nothing uses it.
     ET.SubElement(devices, "controller", type="usb", model="none")
+    if rbd_disks and ceph_conf is None:
+        raise GuestImageError("RBD disks need the Ceph configuration file (ceph_conf)")
+    for index, rbd_image in enumerate(rbd_disks):
+        disk = ET.SubElement(devices, "disk", type="network", device="disk")
+        # cache='none': every guest fsync reaches librbd at once.
+        ET.SubElement(disk, "driver", name="qemu", type="raw", cache="none")
+        source = ET.SubElement(disk, "source", protocol="rbd", name=rbd_image)
+        if ceph_monitor is not None:
+            ET.SubElement(source, "host", name=ceph_monitor[0], port=str(ceph_monitor[1]))
+        ET.SubElement(source, "config", file=str(ceph_conf))
+        ET.SubElement(disk, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
     serial = ET.SubElement(devices, "serial", type="pty")
     ET.SubElement(serial, "log", file=str(console_log), append="on")
     ET.SubElement(serial, "target", port="0")
@@ -409,28 +485,29 @@ def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
         return handle.read()
 
 
-def _ensure_kernel(cache_dir: Path) -> tuple[Path, dict[str, str]]:
+def _ensure_kernel(
+    cache_dir: Path, modules: tuple[str, ...] = GUEST_MODULES, directory: str = "kernel"
+) -> tuple[Path, dict[str, str]]:
     """Return ``(kernel dir, manifest)``, extracting the kernel once per cache dir.
+
+    ``modules`` are extracted (with their dependencies) into ``cache_dir/directory``.
 
     apt is not consulted while a kernel with the wanted modules is cached, so builds
     after the first need no network (a newer kernel in apt's lists is not picked up
     until the cache directory is removed).
     """
-    kernel_dir = cache_dir / "kernel"
+    kernel_dir = cache_dir / directory
     manifest_path = kernel_dir / "manifest.json"
     with contextlib.suppress(OSError, ValueError):
         manifest = json.loads(manifest_path.read_text())
-        if (
-            manifest.get("requested") == ",".join(GUEST_MODULES)
-            and (kernel_dir / "vmlinuz").is_file()
-        ):
+        if manifest.get("requested") == ",".join(modules) and (kernel_dir / "vmlinuz").is_file():
             return kernel_dir, manifest
     package = kernel_package()
     staging = Path(tempfile.mkdtemp(prefix="kernel.", dir=cache_dir))
     try:
         with tempfile.TemporaryDirectory(prefix="pvc-kernel-deb-") as download_dir:
             deb = _download_deb(package, Path(download_dir))
-            manifest = _extract_kernel(deb, staging / "kernel", GUEST_MODULES)
+            manifest = _extract_kernel(deb, staging / "kernel", modules)
         # mkdtemp makes 0700 directories; every libvirtd host must read the files.
         staging.chmod(0o755)
         if kernel_dir.exists():
@@ -503,8 +580,11 @@ class _CpioWriter:
         return b"".join(self._chunks)
 
 
-def _initramfs_bytes(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
-    """The uncompressed initramfs: busybox, /init, the ACPI handler and the modules."""
+def _initramfs_bytes(busybox: bytes, modules: list[tuple[str, bytes]], disk: bool = False) -> bytes:
+    """The uncompressed initramfs: busybox, /init, the ACPI handler and the modules.
+
+    ``disk``: the disk variant (more applets, and DISK_SCRIPT in /init).
+    """
     cpio = _CpioWriter()
     acpi_event_dir = str(Path("etc/acpi") / Path(ACPI_EVENT_SCRIPT).parent)
     for directory in ("bin", "dev", "etc", "etc/acpi", acpi_event_dir, "lib", "lib/modules"):
@@ -515,9 +595,9 @@ def _initramfs_bytes(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
     # before devtmpfs is mounted), so the node must be in the archive itself.
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox, 0o755)
-    for applet in BUSYBOX_APPLETS:
+    for applet in BUSYBOX_APPLETS + (DISK_APPLETS if disk else ()):
         cpio.symlink(f"bin/{applet}", "busybox")
-    cpio.file("init", INIT_SCRIPT.encode(), 0o755)
+    cpio.file("init", _init_script(disk).encode(), 0o755)
     cpio.file(f"etc/acpi/{ACPI_EVENT_SCRIPT}", POWEROFF_SCRIPT.encode(), 0o755)
     for name, data in modules:
         cpio.file(f"lib/modules/{name}.ko", data)
@@ -525,8 +605,11 @@ def _initramfs_bytes(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
     return cpio.finish()
 
 
-def build_guest_image(cache_dir: Path = DEFAULT_CACHE_DIR) -> GuestImage:
+def build_guest_image(cache_dir: Path = DEFAULT_CACHE_DIR, *, disk: bool = False) -> GuestImage:
     """Build (or reuse) the guest kernel and initramfs under ``cache_dir``.
+
+    ``disk=True`` builds the disk variant (virtio block driver, a disk write at boot: see
+    the module docstring) from its own kernel directory; the default image is unchanged.
 
     Idempotent: the kernel is extracted once; the initramfs file name carries a hash of
     its uncompressed content (init script, ACPI handler, busybox, modules, layout), so
@@ -538,12 +621,17 @@ def build_guest_image(cache_dir: Path = DEFAULT_CACHE_DIR) -> GuestImage:
     if not BUSYBOX.is_file():
         raise GuestImageError(f"{BUSYBOX} is missing; {INSTALL_HINT}")
     with _locked(cache_dir):
-        kernel_dir, manifest = _ensure_kernel(cache_dir)
+        if disk:
+            kernel_dir, manifest = _ensure_kernel(
+                cache_dir, GUEST_MODULES + DISK_MODULES, DISK_KERNEL_DIR
+            )
+        else:
+            kernel_dir, manifest = _ensure_kernel(cache_dir)
         order = [name for name in manifest["load_order"].split(",") if name]
         modules = [(name, (kernel_dir / "modules" / f"{name}.ko").read_bytes()) for name in order]
         # The archive is deterministic and takes milliseconds to assemble; naming the
         # file after its hash rebuilds exactly when anything in it changed.
-        archive = _initramfs_bytes(BUSYBOX.read_bytes(), modules)
+        archive = _initramfs_bytes(BUSYBOX.read_bytes(), modules, disk)
         initrd = cache_dir / f"initrd-{hashlib.sha256(archive).hexdigest()[:16]}.img"
         if not initrd.is_file():
             compressed = gzip.compress(archive, mtime=0)
