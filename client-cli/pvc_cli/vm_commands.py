@@ -62,7 +62,7 @@ def _wait(ctx: click.Context, record: VmRecord, action: str, wait: bool, timeout
         record.uuid,
         action,
         target=target,
-        since_version=record.version,
+        request=record.request,
         timeout=timeout,
         on_progress=lambda text: click.echo(f"  ... {text}", err=True),
     )
@@ -140,7 +140,11 @@ def meta(
     migration_method: str | None,
     vm_ref: str,
 ) -> None:
-    """Change a VM's placement metadata; only the options given are changed."""
+    """Change a VM's placement metadata; only the options given are changed.
+
+    A --limit that leaves out the node a running VM is on is refused (exit 5): stop the
+    VM or migrate it into the limit first. A stopped VM may get any limit.
+    """
     record = vm_ops.set_vm_meta(
         store_of(ctx),
         vm_ref,

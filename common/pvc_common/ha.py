@@ -39,7 +39,8 @@ class PlanStep:
     * ``migrate``: send it (running) to ``target``;
     * ``stop-autostart``: no node can take it: shut it down, autostart it when its node
       is ready again;
-    * ``start``: start it on ``target`` (recovery after a fence, or autostart on ready);
+    * ``start``: start it on ``target`` (recovery after a fence, or autostart on ready,
+      also for a stopped VM coming back to ``target`` with autostart set);
     * ``return``: bring it back to ``target``, its previous node (ready);
     * ``stay``: leave it as it is (the reason says why).
     """
@@ -182,9 +183,11 @@ def ready_plan(
 ) -> Plan:
     """What happens when ``node`` becomes ready again.
 
-    VMs whose previous node (``lastnode``) is ``node`` come back (running ones migrate
-    back; stopped ones are only reassigned and stay stopped); VMs on ``node`` marked
-    autostart start. A VM that would not fit stays where it is, with the reason.
+    VMs whose previous node (``lastnode``) is ``node`` come back: running ones migrate
+    back; stopped ones are reassigned and stay stopped, unless they are marked autostart:
+    those are started here (``start`` with ``node`` as the target). VMs on ``node`` marked
+    autostart start. A VM that would not fit (one that runs or is to start) stays where it
+    is, with the reason.
     """
     by_name = {n.name: n for n in nodes}
     home = by_name.get(node)
@@ -194,11 +197,18 @@ def ready_plan(
         size = _size(sizes, vm)
         if vm.lastnode == node and vm.node != node:
             running = vm.state in RUNNING_STATES
+            # Once back, a stopped VM marked autostart is one of this node's autostart VMs:
+            # it starts (and its flag clears) like them, in the same step.
+            starts = not running and vm.node_autostart
             if vm.node_limit and node not in vm.node_limit:
                 steps.append(PlanStep(vm.uuid, vm.name, "stay", "", f"{node} outside its limit"))
-            elif running and size.memory_mib > free:
+            elif (running or starts) and size.memory_mib > free:
                 reason = f"{node} has {free} MiB free, it needs {size.memory_mib} MiB"
                 steps.append(PlanStep(vm.uuid, vm.name, "stay", "", reason))
+            elif starts:
+                free -= size.memory_mib
+                reason = f"autostart, back from {vm.node}"
+                steps.append(PlanStep(vm.uuid, vm.name, "start", node, reason))
             else:
                 if running:
                     free -= size.memory_mib
@@ -251,6 +261,18 @@ def judge_node(
     return NodeHealth(
         node.name, True, f"no keepalive for {age:.0f} s (limit {limit:.0f} s) and no session"
     )
+
+
+def fence_retry_reason(node: NodeRecord) -> str:
+    """Why a node left ``dead`` by an earlier fence is fenced again (for the log).
+
+    :func:`judge_node` never finds such a node dead (its daemon state is no longer
+    ``run``): the coordinators retry it on their own, and its record says why.
+    """
+    record = node.maintenance
+    if record.get("kind") == "fence" and record.get("status") == "failed":
+        return "its last fence failed"
+    return "marked dead by a fence that has not finished"
 
 
 def fencing_allowed(

@@ -20,18 +20,42 @@ from .models import NodeRecord, VmRecord
 from .snapshot import check_schema, load_default_selector, load_node, load_nodes, load_vms
 from .store import ZkStore
 
-#: Outcomes that end a VM's part in a flush or ready.
+#: The outcome of a VM whose plan step succeeded, by the step's action (a migration that
+#: fell back to shutdown and start is ``shutdown-migrated`` instead).
+SUCCESS_OUTCOMES = {
+    "migrate": "live-migrated",
+    "stop-autostart": "stopped-autostart",
+    "start": "started",
+    "return": "returned",
+}
+
+#: Outcomes that end a VM's part in a flush, a ready or a fence recovery: every one a
+#: maintenance runner or the fence monitor writes, except ``in-progress``. ``stopped`` is
+#: a fenced node's VM that was shutting down (the power-off stopped it); ``done`` is a
+#: finished step of an action this version does not know (a record of another version).
 FINAL_OUTCOMES = frozenset(
     {
-        "live-migrated",
+        *SUCCESS_OUTCOMES.values(),
         "shutdown-migrated",
-        "stopped-autostart",
-        "started",
-        "returned",
         "stayed",
+        "stopped",
         "failed",
+        "done",
     }
 )
+
+
+def name_outcome(action: str, failedreason: str, ok: bool, message: str) -> tuple[str, str]:
+    """The recorded ``(outcome, reason)`` of a followed step, from ``vm_wait.judge``'s verdict.
+
+    ``failedreason`` is the VM's, once the step ended: a migration that fell back to
+    shutdown and start says so there.
+    """
+    if not ok:
+        return "failed", message
+    if action == "migrate" and "moved by shutdown and start" in failedreason:
+        return "shutdown-migrated", failedreason
+    return SUCCESS_OUTCOMES.get(action, "done"), message
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,8 @@ def failed_vms(record: Mapping[str, Any]) -> list[str]:
 
 #: The domain state each kind ends in, and the ones that end it early.
 _ENDS_IN = {"flush": "flushed", "ready": "ready"}
+#: The domain states in which a node still asks for (or has finished) each kind.
+_ASKS_FOR = {"flush": ("flush", "flushed"), "ready": ("unflush", "ready")}
 
 
 @dataclass(frozen=True)
@@ -139,6 +165,56 @@ class MaintenanceOutcome:
     ok: bool
     message: str
     record: dict[str, Any]
+
+
+def judge_maintenance(
+    node: NodeRecord, kind: str, *, started_after: float
+) -> MaintenanceOutcome | None:
+    """How a flush or ready of ``node`` requested at ``started_after`` ended, or None.
+
+    A record of the request's kind started after the request is its run, over when it
+    says ``aborted`` or ``done`` (with the node's domain state final). The wait also ends
+    when the node was fenced meanwhile (a fence or recovery record, or ``fence-flush``);
+    when the node's domain state no longer asks for this kind (a ready during a flush
+    aborts the flush, and its record replaces the flush's at once); and, before its run
+    began, when the node's daemon is stopped, dead or fenced (the request stays, and runs
+    when the daemon is back).
+    """
+    record = node.maintenance
+    fresh = record.get("started", 0) >= started_after - 1
+    ran = record.get("kind")
+    if fresh and ran == kind:
+        status = record.get("status")
+        if status == "aborted":
+            return MaintenanceOutcome(False, f"{kind} of {node.name} was aborted", record)
+        if status == "done" and node.domainstate == _ENDS_IN[kind]:
+            failed = failed_vms(record)
+            if failed:
+                return MaintenanceOutcome(
+                    False, f"{kind} of {node.name} done; failed: {', '.join(failed)}", record
+                )
+            return MaintenanceOutcome(True, f"{kind} of {node.name} done", record)
+        if status == "running":
+            return None  # even if aborted meanwhile: the moves under way finish first
+    if (fresh and ran in ("fence", "recovery")) or node.domainstate == "fence-flush":
+        return MaintenanceOutcome(
+            False, f"{kind} of {node.name} ended: the node was fenced meanwhile", {}
+        )
+    if node.domainstate not in _ASKS_FOR[kind]:
+        return MaintenanceOutcome(
+            False,
+            f"{kind} of {node.name} ended: superseded by a "
+            f"{'flush' if kind == 'ready' else 'ready'} (domain state now {node.domainstate})",
+            {},
+        )
+    if not (fresh and ran == kind) and node.daemonstate in ("stop", "dead", "fenced"):
+        return MaintenanceOutcome(
+            False,
+            f"{kind} of {node.name} not begun: its daemon is {node.daemonstate} "
+            "(the request stays and runs when the daemon is back)",
+            {},
+        )
+    return None
 
 
 def wait_for_maintenance(
@@ -172,16 +248,9 @@ def wait_for_maintenance(
                     seen[key] = text
                     target = f" -> {entry['target']}" if entry.get("target") else ""
                     on_progress(f"{key}: {entry.get('action')}{target}: {text}")
-            status = record.get("status")
-            if status == "aborted":
-                return MaintenanceOutcome(False, f"{kind} of {name} was aborted", record)
-            if status == "done" and node.domainstate == _ENDS_IN[kind]:
-                failed = failed_vms(record)
-                if failed:
-                    return MaintenanceOutcome(
-                        False, f"{kind} of {name} done; failed: {', '.join(failed)}", record
-                    )
-                return MaintenanceOutcome(True, f"{kind} of {name} done", record)
+        outcome = judge_maintenance(node, kind, started_after=started_after)
+        if outcome is not None:
+            return outcome
         if clock() >= deadline:
             return MaintenanceOutcome(
                 False,

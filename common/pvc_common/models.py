@@ -95,6 +95,10 @@ class VmRecord:
     rbdlist: tuple[str, ...] = ()
     migration_method: str = "none"
     lockflush: str = ""
+    #: Number of the last state or placement request (see ``vm_rules.as_request``).
+    request: int = 0
+    #: The request its node daemon last confirmed running on its node.
+    confirmed: int = 0
     #: Version of ``/domains/<uuid>``: the row version every change of this VM checks.
     version: int = -1
 

@@ -116,6 +116,10 @@ def _decide_owned(
         if state == "migrate":
             # The live migration has landed here: whichever side sees it first records it.
             return Action(Kind.RECORD, "live migration arrived", then_state="start")
+        if state == "start" and vm.confirmed != vm.request:
+            # A request no action answered (a stop then a start before it was carried
+            # out, say): confirm it, or its waiter never learns that the VM runs.
+            return Action(Kind.RECORD, "running as requested: confirming", then_state="start")
         return {
             "start": Action(Kind.NONE, "running as wanted"),
             "restart": Action(Kind.RESTART, "restart requested", then_state="start"),

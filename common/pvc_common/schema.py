@@ -32,8 +32,9 @@ from .errors import InvalidInput
 
 #: Layout version this code reads and writes. History (each step is in schema_upgrade):
 #: 1 the classic layout; 2 adds ``migration_method`` and ``lockflush`` to VMs, ``libvirturi``,
-#: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` and ``/locks`` roots.
-SCHEMA_VERSION: Final = 2
+#: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` and ``/locks`` roots;
+#: 3 adds ``request`` and ``confirmed`` to VMs.
+SCHEMA_VERSION: Final = 3
 
 ROOT_PATHS: Final = (
     "/schema",
@@ -191,6 +192,18 @@ DOMAIN_FIELDS: Final[tuple[Field[Any], ...]] = (
         TEXT,
         "",
         "'requested' asks the VM's node daemon to clear its RBD locks; then the outcome.",
+    ),
+    Field(
+        "request",
+        INT,
+        0,
+        "Number of the last state or placement request (clients add one to it with each).",
+    ),
+    Field(
+        "confirmed",
+        INT,
+        0,
+        "The request number its node daemon last confirmed running on its node.",
     ),
 )
 

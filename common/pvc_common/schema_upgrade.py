@@ -59,8 +59,18 @@ def _to_version_2(store: ZkStore) -> None:
     _commit_in_batches(store, ops)
 
 
+def _to_version_3(store: ZkStore) -> None:
+    """Version 3: ``request`` and ``confirmed`` on VMs."""
+    _commit_in_batches(
+        store,
+        _missing_key_creates(
+            store, schema.DOMAINS_PATH, schema.domain_key_path, schema.DOMAIN_FIELDS
+        ),
+    )
+
+
 #: The step that upgrades a tree *from* each version.
-STEPS: dict[int, Callable[[ZkStore], None]] = {1: _to_version_2}
+STEPS: dict[int, Callable[[ZkStore], None]] = {1: _to_version_2, 2: _to_version_3}
 
 
 def upgrade_schema(store: ZkStore) -> tuple[int, int]:

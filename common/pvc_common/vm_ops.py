@@ -32,12 +32,14 @@ from .store import ZkStore
 from .vm_rules import (
     ACTIVE_STATES,
     Change,
+    as_request,
     check_migratable,
     migration_change,
     move_change,
     state_change,
     unmigrate_change,
 )
+from .vm_wait import running_on
 
 # --------------------------------------------------------------------------- input parsing
 
@@ -190,12 +192,19 @@ def set_vm_meta(
     autostart: bool | None = None,
     migration_method: str | None = None,
 ) -> VmRecord:
-    """Change only the metadata given (None = keep); ``limit=''`` clears the limit."""
+    """Change only the metadata given (None = keep); ``limit=''`` clears the limit.
+
+    A limit that leaves out the node a VM runs on (or is started or migrated to) is
+    refused (:class:`PreconditionFailed`): a running VM is never outside its limit. A
+    stopped VM may get any limit.
+    """
     vm = find_vm(store, vm_ref)
     changes: dict[str, Any] = {}
     node_limit = parse_node_limit(limit)
     if node_limit is not None:
-        _validate_limit(node_limit, load_nodes(store))
+        nodes = load_nodes(store)
+        _validate_limit(node_limit, nodes)
+        _check_limit_keeps_vm(vm, node_limit, nodes)
         changes["node_limit"] = node_limit
     if selector is not None:
         changes["node_selector"] = _validate_selector(selector)
@@ -209,6 +218,27 @@ def set_vm_meta(
         )
     described = ", ".join(f"{key}={_show(value)}" for key, value in changes.items())
     return update_vm(store, vm, changes, event=f"meta {described}")
+
+
+def _check_limit_keeps_vm(
+    vm: VmRecord, node_limit: tuple[str, ...], nodes: Sequence[NodeRecord]
+) -> None:
+    """Refuse a limit that leaves out a node the VM runs on, or is to run on.
+
+    The write is version-checked against ``vm``: a VM started meanwhile makes it a
+    conflict, so a stopped VM that passes here cannot start outside the new limit.
+    """
+    if not node_limit:
+        return  # the empty limit: any node
+    where = set(running_on(nodes, vm.uuid))
+    if vm.state in ACTIVE_STATES:
+        where.add(vm.node)
+    outside = sorted(where - set(node_limit))
+    if outside:
+        raise PreconditionFailed(
+            f"vm {vm.name!r} runs on {', '.join(outside)}, outside the limit "
+            f"{','.join(node_limit)}: stop it, or migrate it into the limit first"
+        )
 
 
 def _show(value: Any) -> str:
@@ -238,7 +268,7 @@ def modify_vm(store: ZkStore, vm_ref: str, xml: str, *, restart: bool = False) -
             raise Conflict(f"another VM is already named {other.name!r} ({other.uuid})")
     changes: dict[str, Any] = {"xml": xml, "rbdlist": domain.rbd_volumes}
     if restart and vm.state == "start":
-        changes["state"] = "restart"
+        changes = as_request(vm, {**changes, "state": "restart"})
     renamed = f" (renamed from {vm.name!r})" if domain.name != vm.name else ""
     return update_vm(store, vm, changes, event=f"modify XML{renamed}", name=domain.name)
 

@@ -35,6 +35,16 @@ class Change:
     event: str = ""
 
 
+def as_request(vm: VmRecord, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` written as a new request on ``vm``: numbered one above its last.
+
+    The number lets a waiter tell a later request (its own was superseded) from any other
+    write, and lets a node daemon confirm exactly which request it saw running
+    (``confirmed``). Flush, ready and fence recovery number their requests the same way.
+    """
+    return {**values, "request": vm.request + 1}
+
+
 def state_change(vm: VmRecord, action: str) -> Change:
     """Decide the write for ``start``, ``restart``, ``shutdown``, ``stop`` or ``disable``."""
     allowed = _ALLOWED_FROM.get(action)
@@ -50,7 +60,7 @@ def state_change(vm: VmRecord, action: str) -> Change:
     values: dict[str, Any] = {"state": action}
     if action == "start":
         values["failedreason"] = ""  # a new attempt: the old failure no longer describes it
-    return Change(values, f"{action} (was {vm.state})")
+    return Change(as_request(vm, values), f"{action} (was {vm.state})")
 
 
 def migration_change(vm: VmRecord, target: str, *, force: bool = False) -> Change:
@@ -109,4 +119,4 @@ def _placement_values(vm: VmRecord, target: str) -> dict[str, Any]:
     if vm.state in ("start", "restart"):
         values["state"] = "migrate"
         values["failedreason"] = ""  # the outcome of this migration will say what happened
-    return values
+    return as_request(vm, values)

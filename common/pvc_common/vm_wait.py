@@ -50,15 +50,21 @@ def judge(
     vm: VmRecord,
     where: Sequence[str],
     target: str = "",
-    since_version: int = -1,
+    request: int = 0,
 ) -> Outcome | None:
     """The outcome of ``action`` on ``vm`` as the cluster shows it now, or None if pending.
 
     ``where`` lists the nodes running the VM; ``target`` is the node a migration, move or
-    unmigrate was sent to; ``since_version`` is the VM's row version right after the request
-    was written. A daemon lists a VM as running just *before* it starts it, and rewrites the
-    VM once the start succeeded, so a start counts as done only after that rewrite.
+    unmigrate was sent to; ``request`` is the number the request was written with (the
+    VM's ``request`` right after the write). A later request (an operator's, or a flush,
+    ready or fence recovery) supersedes it. A daemon lists a VM just *before* it starts it,
+    so a VM to be running counts as running only once its node daemon has confirmed this
+    request (or a later one) with the VM running there (``confirmed``).
     """
+    if vm.request > request > 0:
+        return Outcome(
+            False, f"superseded by a later request (now {vm.state} on {vm.node or 'no node'})"
+        )
     if vm.state == "fail":
         return Outcome(False, f"failed: {vm.failedreason or 'no reason recorded'}")
     if action in STOPPED_ACTIONS:
@@ -72,9 +78,12 @@ def judge(
     if action in ("migrate", "move", "unmigrate") and target and vm.node != target:
         return Outcome(False, f"still on {vm.node}: {vm.failedreason or 'migration undone'}")
     if vm.state != "start":
+        if action in ("start", "restart"):
+            why = f": {vm.failedreason}" if vm.failedreason else ""
+            return Outcome(False, f"not running: its state is {vm.state}{why}")
         # A stopped VM only changes its node: nothing has to run.
         return Outcome(True, f"assigned to {vm.node}, {vm.state}")
-    if tuple(where) != (vm.node,) or vm.version <= since_version:
+    if tuple(where) != (vm.node,) or vm.confirmed < request:
         return None
     note = f" ({vm.failedreason})" if vm.failedreason else ""
     return Outcome(True, f"running on {vm.node}{note}")
@@ -86,7 +95,7 @@ def wait_for_vm(
     action: str,
     *,
     target: str = "",
-    since_version: int = -1,
+    request: int = 0,
     timeout: float = 300.0,
     interval: float = 0.25,
     on_progress: Callable[[str], None] = lambda text: None,
@@ -106,7 +115,7 @@ def wait_for_vm(
             raise NotFound(f"the VM {uuid} was removed while waiting for it")
         vm = found[0]
         where = running_on(load_nodes(store), uuid)
-        outcome = judge(action, vm, where, target, since_version)
+        outcome = judge(action, vm, where, target, request)
         if outcome is not None:
             return outcome
         seen = (vm.state, vm.node, where)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pvc_common import schema
 from pvc_common.errors import Conflict, InvalidInput, PvcError
-from pvc_common.ha import fencing_allowed, judge_node, recovery_plan
+from pvc_common.ha import fence_retry_reason, fencing_allowed, judge_node, recovery_plan
 from pvc_common.maintenance import load_inputs, new_record, record_vm
 from pvc_common.models import NodeRecord
 from pvc_common.mutations import update_node, update_vm
@@ -29,6 +29,7 @@ from pvc_common.node_ops import live_nodes
 from pvc_common.snapshot import load_node, load_nodes
 from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
+from pvc_common.vm_rules import as_request
 
 from .config import NodeConfig
 from .fencing import BmcAddress, CommandFencer, Fencer, IpmitoolFencer
@@ -83,8 +84,13 @@ class FenceMonitor:
             for node in nodes
             if node.name != self.here
         }
-        # A node left 'dead' by a fence that failed is tried again.
-        retry = [n.name for n in nodes if n.daemonstate == "dead" and n.name not in live]
+        # A node left 'dead' by a fence that failed is tried again; never this node itself
+        # (its own session may be new and its liveness not claimed again yet).
+        retry = {
+            n.name: fence_retry_reason(n)
+            for n in nodes
+            if n.name != self.here and n.daemonstate == "dead" and n.name not in live
+        }
         dead = sorted({name for name, h in healths.items() if h.dead} | set(retry))
         self._suspects = {name: self._suspects.get(name, 0) + 1 for name in dead}
         if not dead:
@@ -101,7 +107,8 @@ class FenceMonitor:
         self._refused = ""
         for name in dead:
             if self._suspects[name] < self.config.fencing.rechecks:
-                reason = healths[name].reason if name in healths else "its last fence failed"
+                # judge_node says "daemon dead: not fenced" of a node to retry: not why.
+                reason = retry[name] if name in retry else healths[name].reason
                 log.warning(
                     "node %r looks dead (%s): check %d of %d before fencing",
                     name,
@@ -265,14 +272,17 @@ class FenceMonitor:
             update_vm(
                 self.store,
                 vm,
-                {"node": target, "lastnode": lastnode, "state": "start", "failedreason": ""},
+                as_request(
+                    vm,
+                    {"node": target, "lastnode": lastnode, "state": "start", "failedreason": ""},
+                ),
                 event=f"recovered {vm.node} -> {target} (fenced)",
             )
             return "started", f"start requested on {target}"
         update_vm(
             self.store,
             vm,
-            {"state": "stop", "node_autostart": True, "failedreason": reason},
+            as_request(vm, {"state": "stop", "node_autostart": True, "failedreason": reason}),
             event=f"stopped with autostart ({vm.node} fenced; {reason})",
         )
         return "stopped-autostart", reason

@@ -19,14 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pvc_common.errors import Conflict, PvcError
-from pvc_common.ha import PlanStep, VmSize, flush_plan, project_moves, ready_plan
-from pvc_common.maintenance import load_inputs, new_record, record_vm
-from pvc_common.models import VmRecord
+from pvc_common.errors import Conflict, NotFound, PvcError
+from pvc_common.ha import Plan, PlanStep, VmSize, flush_plan, project_moves, ready_plan
+from pvc_common.maintenance import (
+    MaintenanceInputs,
+    load_inputs,
+    name_outcome,
+    new_record,
+    record_vm,
+)
+from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.mutations import update_vm
-from pvc_common.snapshot import load_node
 from pvc_common.store import ZkStore
-from pvc_common.vm_rules import migration_change
+from pvc_common.vm_rules import as_request, migration_change
 from pvc_common.vm_wait import judge, running_on
 
 from .node_row import NodeRow
@@ -50,7 +55,8 @@ class _Move:
     wait_for: str  # the vm_wait action whose outcome ends it
     target: str
     size: VmSize
-    since_version: int
+    #: The VM's request number as written (when resumed: its latest).
+    request: int
     deadline: float
 
 
@@ -79,21 +85,24 @@ class MaintenanceRunner:
 
     def run(self, kind: str) -> None:
         """Carry out ``kind`` (flush or ready) until every VM has an outcome."""
-        if load_node(self.store, self.here).domainstate != KEEP_GOING[kind]:
+        inputs = load_inputs(self.store)
+        if self._node(inputs).domainstate != KEEP_GOING[kind]:
             # Started from a pass's older snapshot after the same request already ended:
             # nothing to do (it would otherwise record an 'aborted' run over the real one).
             return
-        self._resume_or_start(kind)
+        self._resume_or_start(kind, inputs)
         log.info("%s of %s: started", kind, self.here)
         aborted = False
         while not self.stopping.is_set():
-            state = load_node(self.store, self.here).domainstate
-            if state != KEEP_GOING[kind]:
+            # One snapshot per pass, read once: what it decides from is consistent, and a
+            # pass costs one read of the tree.
+            inputs = load_inputs(self.store)
+            if self._node(inputs).domainstate != KEEP_GOING[kind]:
                 aborted = True  # no new moves; the ones under way finish below
-            self._follow_moves()
+            self._follow_moves(inputs)
             if not aborted:
-                self._plan_and_issue(kind)
-            if not self.moves and (aborted or self._nothing_left(kind)):
+                self._plan_and_issue(kind, inputs)
+            if not self.moves and (aborted or self._nothing_left(kind, inputs)):
                 break
             self.stopping.wait(POLL)
         if self.stopping.is_set():
@@ -104,14 +113,23 @@ class MaintenanceRunner:
             self._finish(kind)
         log.info("%s of %s: %s", kind, self.here, status)
 
+    def _node(self, inputs: MaintenanceInputs) -> NodeRecord:
+        """This node's row in ``inputs``."""
+        node = next((node for node in inputs.nodes if node.name == self.here), None)
+        if node is None:
+            raise NotFound(f"no node named {self.here!r}")
+        return node
+
     # ----------------------------------------------------------------- record
 
-    def _resume_or_start(self, kind: str) -> None:
-        current = load_node(self.store, self.here).maintenance
+    def _resume_or_start(self, kind: str, inputs: MaintenanceInputs) -> None:
+        current = self._node(inputs).maintenance
         if current.get("kind") == kind and current.get("status") == "running":
             # A restarted daemon: follow again what was under way; the rest is re-planned.
             self.record = dict(current)
             deadline = time.monotonic() + self.vm_timeout
+            # The request each move wrote is not kept: its VM's latest is the best guess.
+            requests = {vm.uuid: vm.request for vm in inputs.vms}
             for uuid, entry in current.get("vms", {}).items():
                 self.handled.add(uuid)
                 if entry.get("outcome") == "in-progress":
@@ -124,8 +142,9 @@ class MaintenanceRunner:
                         entry.get("action", ""),
                         wait_for,
                         entry.get("target", ""),
-                        VmSize(0, 0),
-                        -1,
+                        # Its size still counts on its target until the move ends.
+                        inputs.sizes.get(uuid, VmSize(0, 0)),
+                        requests.get(uuid, 0),
                         deadline,
                     )
             return
@@ -154,10 +173,9 @@ class MaintenanceRunner:
 
     # ----------------------------------------------------------------- moves
 
-    def _follow_moves(self) -> None:
+    def _follow_moves(self, inputs: MaintenanceInputs) -> None:
         if not self.moves:
             return
-        inputs = load_inputs(self.store)
         by_uuid = {vm.uuid: vm for vm in inputs.vms}
         for uuid, move in list(self.moves.items()):
             vm = by_uuid.get(uuid)
@@ -165,40 +183,32 @@ class MaintenanceRunner:
                 self._end(move, "failed", "the VM was removed")
                 continue
             where = running_on(inputs.nodes, uuid)
-            outcome = judge(move.wait_for, vm, where, move.target, move.since_version)
+            outcome = judge(move.wait_for, vm, where, move.target, move.request)
             if outcome is not None:
-                self._end(move, *self._name_outcome(move, vm, outcome.ok, outcome.message))
+                self._end(
+                    move, *name_outcome(move.action, vm.failedreason, outcome.ok, outcome.message)
+                )
             elif time.monotonic() > move.deadline:
                 self._end(move, "failed", f"timed out after {self.vm_timeout:g} s")
-
-    def _name_outcome(self, move: _Move, vm: VmRecord, ok: bool, message: str) -> tuple[str, str]:
-        if not ok:
-            return "failed", message
-        if move.action == "migrate":
-            if "moved by shutdown and start" in vm.failedreason:
-                return "shutdown-migrated", vm.failedreason
-            return "live-migrated", message
-        return {
-            "stop-autostart": "stopped-autostart",
-            "start": "started",
-            "return": "returned",
-        }.get(move.action, "done"), message
 
     def _end(self, move: _Move, outcome: str, reason: str) -> None:
         del self.moves[move.uuid]
         self._set(move, outcome, reason)
 
-    def _plan_and_issue(self, kind: str) -> None:
-        inputs = load_inputs(self.store)
+    def _plan(
+        self, kind: str, pending: list[VmRecord], nodes: list[NodeRecord], inputs: MaintenanceInputs
+    ) -> Plan:
+        if kind == "flush":
+            return flush_plan(
+                self.here, pending, nodes, inputs.sizes, default_selector=inputs.default_selector
+            )
+        return ready_plan(self.here, pending, nodes, inputs.sizes)
+
+    def _plan_and_issue(self, kind: str, inputs: MaintenanceInputs) -> None:
         # A VM already migrating (e.g. an operator's migrate) is planned once it settles.
         pending = [vm for vm in inputs.vms if vm.uuid not in self.handled and vm.state != "migrate"]
         nodes = project_moves(inputs.nodes, [(m.target, m.size) for m in self.moves.values()])
-        if kind == "flush":
-            plan = flush_plan(
-                self.here, pending, nodes, inputs.sizes, default_selector=inputs.default_selector
-            )
-        else:
-            plan = ready_plan(self.here, pending, nodes, inputs.sizes)
+        plan = self._plan(kind, pending, nodes, inputs)
         by_uuid = {vm.uuid: vm for vm in pending}
         for step in plan.steps:
             if step.action == "stay":
@@ -222,8 +232,12 @@ class MaintenanceRunner:
                 change |= {"state": "migrate", "failedreason": ""}
         elif step.action == "start":
             change = {"state": "start", "node_autostart": False, "failedreason": ""}
+            if vm.node != step.target:  # a stopped VM back home with autostart (ready_plan)
+                change |= {"node": step.target, "lastnode": ""}
         else:  # stop-autostart
             change = {"state": "shutdown", "node_autostart": True}
+        if step.action != "return" or "state" in change:
+            change = as_request(vm, change)  # a waiter on an earlier request is superseded
         try:
             written = update_vm(
                 self.store, vm, change, event=f"{step.action} {step.target} ({step.reason})"
@@ -245,27 +259,16 @@ class MaintenanceRunner:
             wait_for,
             step.target,
             size,
-            written.version,
+            written.request,
             time.monotonic() + self.vm_timeout,
         )
         self._set(step, "in-progress", step.reason)
 
-    def _nothing_left(self, kind: str) -> bool:
-        inputs = load_inputs(self.store)
+    def _nothing_left(self, kind: str, inputs: MaintenanceInputs) -> bool:
         if any(vm.state == "migrate" and self.here in (vm.node, vm.lastnode) for vm in inputs.vms):
             return False  # a migration under way involves this node: wait for it to settle
         pending = [vm for vm in inputs.vms if vm.uuid not in self.handled]
-        if kind == "flush":
-            plan = flush_plan(
-                self.here,
-                pending,
-                inputs.nodes,
-                inputs.sizes,
-                default_selector=inputs.default_selector,
-            )
-        else:
-            plan = ready_plan(self.here, pending, inputs.nodes, inputs.sizes)
-        return not plan.steps
+        return not self._plan(kind, pending, inputs.nodes, inputs).steps
 
     def _finish(self, kind: str) -> None:
         """Set the final domain state, unless an operator asked for something else."""

@@ -91,12 +91,12 @@ def _start(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     _start_here(ctx, vm)
     if action.crash_restart:
         ctx.note_crash_restart(vm.uuid)
-    # Rewritten even when the state stays 'start': the new row version is how a client
-    # waiting on the start (pvc --wait) knows it succeeded, not just that it was listed.
+    # Rewritten even when the state stays 'start': 'confirmed' is how a client waiting on
+    # the start (pvc --wait) knows it succeeded, not just that the VM was listed.
     update_vm(
         ctx.store,
         vm,
-        {"state": action.then_state or "start"},
+        {"state": action.then_state or "start", "confirmed": vm.request},
         event=f"started on {ctx.here} ({action.reason})",
     )
 
@@ -161,7 +161,12 @@ def _restart(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     ctx.hypervisor.shutdown(vm.uuid, ctx.config.vm.shutdown_timeout)
     _publish_running(ctx)
     _start_here(ctx, vm)
-    update_vm(ctx.store, vm, {"state": "start"}, event=f"restarted on {ctx.here}")
+    update_vm(
+        ctx.store,
+        vm,
+        {"state": "start", "confirmed": vm.request},
+        event=f"restarted on {ctx.here}",
+    )
 
 
 def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
@@ -170,6 +175,8 @@ def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
         # keepalive, so waiters (pvc --wait, a flush) see it where it runs at once.
         _publish_running(ctx)
     changes: dict[str, Any] = {"state": action.then_state}
+    if action.then_state == "start":
+        changes["confirmed"] = vm.request  # it runs here, as the request wanted
     if action.failedreason:
         changes["failedreason"] = action.failedreason
     update_vm(ctx.store, vm, changes, event=f"{action.reason}: state {action.then_state}")
@@ -197,6 +204,8 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
                 update_vm(
                     ctx.store,
                     vm,
+                    # Not confirmed here: only the node it runs on confirms, from what
+                    # its own libvirt says (it may have crashed there already).
                     {"state": "start"},
                     event=f"live-migrated {ctx.here} -> {target.name}",
                 )

@@ -292,7 +292,7 @@ def test_status_lists_failed_vms(pvc: PvcRunner, cluster: ZkStore, tmp_path: Pat
 
 
 def make_version_1(store: ZkStore) -> None:
-    """Turn the test tree into what a version-1 program left: no version-2 keys."""
+    """Turn the test tree into what a version-1 program left: no version-2 or -3 keys."""
     ops: list[Any] = [
         Delete(schema.liveness_path(name)) for name in store.children(schema.LIVENESS_PATH)
     ]
@@ -300,6 +300,8 @@ def make_version_1(store: ZkStore) -> None:
     ops.append(Delete(schema.LOCKS_PATH))
     for uuid in store.children(schema.DOMAINS_PATH):
         ops.append(Delete(schema.domain_key_path(uuid, "migration_method")))
+        ops.append(Delete(schema.domain_key_path(uuid, "request")))
+        ops.append(Delete(schema.domain_key_path(uuid, "confirmed")))
     for name in store.children(schema.NODES_PATH):
         ops.append(Delete(schema.node_key_path(name, "libvirturi")))
         ops.append(Delete(schema.node_key_path(name, "migrationuri")))
@@ -313,16 +315,20 @@ def test_an_older_tree_is_refused_until_upgraded_and_upgrade_is_idempotent(
     define_vm(cluster, domain_xml("old1", vm_uuid(1)), target="hv1")
     make_version_1(cluster)
     refused = pvc("vm", "list", expect=5).output
-    assert "schema is version 1, older than this program's 2: run 'pvc cluster upgrade'" in refused
+    assert "schema is version 1, older than this program's 3: run 'pvc cluster upgrade'" in refused
     status = status_json(pvc)  # the summary still works, and says so
     assert (status["schema_version"], status["healthy"]) == (1, False)
     assert "run 'pvc cluster upgrade'" in pvc("cluster", "status").output
-    assert "from version 1 to 2" in pvc("cluster", "upgrade").output
-    assert "already at version 2" in pvc("cluster", "upgrade").output
+    assert "from version 1 to 3" in pvc("cluster", "upgrade").output
+    assert "already at version 3" in pvc("cluster", "upgrade").output
     # Every key is back with its default, and writes of the new keys work.
     assert pvc.info("old1")["migration_method"] == "none"
     pvc("vm", "meta", "old1", "--method", "live")
     assert pvc.info("old1")["migration_method"] == "live"
     assert cluster.exists(schema.LIVENESS_PATH) and cluster.exists(schema.LOCKS_PATH)
     assert cluster.get(schema.node_key_path("hv2", "libvirturi")).data == b""
-    assert status_json(pvc)["schema_version"] == 2
+    assert status_json(pvc)["schema_version"] == 3
+    # Requests are numbered again from the upgrade's default.
+    assert cluster.get(schema.domain_key_path(vm_uuid(1), "request")).data == b"0"
+    pvc("vm", "start", "old1")
+    assert cluster.get(schema.domain_key_path(vm_uuid(1), "request")).data == b"1"

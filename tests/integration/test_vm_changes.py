@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pvc_common.mutations import update_node
 from pvc_common.node_ops import register_node
+from pvc_common.snapshot import load_node
 from pvc_common.store import ZkStore
 from tests.integration.conftest import PvcRunner, domain_xml, vm_uuid
 
@@ -74,6 +76,30 @@ def test_meta_refusals(pvc: PvcRunner, web1: str) -> None:
     assert "Invalid value" in pvc("vm", "meta", web1, "-s", "random", expect=2).output
     assert "no VM named 'nope'" in pvc("vm", "meta", "nope", "-a", expect=3).output
     assert pvc.info(web1)["node_limit"] == ["hv1", "hv2", "hv3"]
+
+
+def test_meta_limit_never_leaves_a_running_vm_outside_it(
+    pvc: PvcRunner, cluster: ZkStore, web1: str
+) -> None:
+    pvc("vm", "start", web1)  # to run on hv1
+    result = pvc("vm", "meta", web1, "-l", "hv2,hv3", "-a", expect=5)
+    assert result.output.strip().splitlines() == [
+        "Error: vm 'web1' runs on hv1, outside the limit hv2,hv3: stop it, or migrate it "
+        "into the limit first"
+    ]
+    data = pvc.info(web1)
+    assert (data["node_limit"], data["node_autostart"]) == (["hv1", "hv2", "hv3"], False)
+    pvc("vm", "meta", web1, "-l", "hv1,hv2")  # its node stays in the limit
+    assert pvc.info(web1)["node_limit"] == ["hv1", "hv2"]
+    pvc("vm", "meta", web1, "-l", "")  # no limit: any node
+    # Stopped, but still listed by hv2 (shut down there a moment ago, say): refused too.
+    pvc("vm", "stop", web1, "--yes")
+    hv2 = load_node(cluster, "hv2")
+    update_node(cluster, hv2, {"runningdomains": (vm_uuid(1),)}, event="test: lists web1")
+    assert "runs on hv2, outside" in pvc("vm", "meta", web1, "-l", "hv1", expect=5).output
+    update_node(cluster, load_node(cluster, "hv2"), {"runningdomains": ()}, event="test")
+    pvc("vm", "meta", web1, "-l", "hv3")  # a stopped VM may get any limit
+    assert pvc.info(web1)["node_limit"] == ["hv3"]
 
 
 # --------------------------------------------------------------------------- modify

@@ -2,7 +2,8 @@
 
 Mirrors ``pvc_noded.fence_monitor``: every keepalive interval a coordinator judges every
 other node with the real :func:`pvc_common.ha.judge_node` (a node left ``dead`` by a
-failed fence is tried again), counts consecutive dead verdicts, asks the real storm guard
+failed fence is tried again, with the reason :func:`fence_retry_reason` gives; never the
+observer's own node), counts consecutive dead verdicts, asks the real storm guard
 :func:`fencing_allowed`, and fences a node dead for ``rechecks`` checks under a lock (an
 ephemeral znode, so only one coordinator fences it): ``dead``, power-off through the
 node's :class:`~tests.simulator.host.Bmc`, and only on a confirmed power-off ``fenced``,
@@ -18,9 +19,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pvc_common.errors import Conflict, PvcError
-from pvc_common.ha import NodeHealth, fencing_allowed, judge_node, recovery_plan
+from pvc_common.ha import (
+    NodeHealth,
+    fence_retry_reason,
+    fencing_allowed,
+    judge_node,
+    recovery_plan,
+)
 from pvc_common.maintenance import new_record, record_vm
 from pvc_common.models import NodeRecord, VmRecord
+from pvc_common.vm_rules import as_request
 
 from .clock import Activity, Task
 
@@ -74,8 +82,12 @@ class FenceMonitor:
             for node in nodes
             if node.name != self.here
         }
-        # A node left 'dead' by a fence that failed is tried again.
-        retry = [n.name for n in nodes if n.daemonstate == "dead" and n.name not in live]
+        # A node left 'dead' by a fence that failed is tried again; never this node itself.
+        retry = {
+            n.name: fence_retry_reason(n)
+            for n in nodes
+            if n.name != self.here and n.daemonstate == "dead" and n.name not in live
+        }
         dead = sorted({name for name, h in healths.items() if h.dead} | set(retry))
         self.suspects = {name: self.suspects.get(name, 0) + 1 for name in dead}
         if not dead:
@@ -91,7 +103,7 @@ class FenceMonitor:
         self.refused = ""
         for name in dead:
             if self.suspects[name] < settings.rechecks:
-                reason = healths[name].reason if name in healths else "its last fence failed"
+                reason = retry[name] if name in retry else healths[name].reason
                 self.sim.log.emit(
                     f"fencing ({self.here}): node {name!r} looks dead ({reason}): "
                     f"check {self.suspects[name]} of {settings.rechecks}"
@@ -151,6 +163,7 @@ class FenceMonitor:
             )
             return
         record = self._recover(fenced, record)
+        self.sim.invariants.maintenance_ended(name, "recovery", record)
         self._write_node(
             store.node(name),
             {"domainstate": "flushed", "maintenance": dict(record, status="done")},
@@ -236,13 +249,16 @@ class FenceMonitor:
         if action == "start":
             store.update_vm(
                 vm,
-                {"node": target, "lastnode": lastnode, "state": "start", "failedreason": ""},
+                as_request(
+                    vm,
+                    {"node": target, "lastnode": lastnode, "state": "start", "failedreason": ""},
+                ),
                 event=f"recovered {vm.node} -> {target} (fenced)",
             )
             return "started", f"start requested on {target}"
         store.update_vm(
             vm,
-            {"state": "stop", "node_autostart": True, "failedreason": reason},
+            as_request(vm, {"state": "stop", "node_autostart": True, "failedreason": reason}),
             event=f"stopped with autostart ({vm.node} fenced; {reason})",
         )
         return "stopped-autostart", reason

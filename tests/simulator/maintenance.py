@@ -4,7 +4,8 @@ The runner only writes intent, VM by VM, and follows each VM to its outcome with
 :func:`pvc_common.vm_wait.judge`; the migrations themselves are the daemons' reconcile
 work. Each pass re-plans the VMs not yet handled with the real
 :func:`pvc_common.ha.flush_plan` / :func:`ready_plan` on fresh figures, with the moves
-under way counted on their targets (:func:`project_moves`), and issues at most
+under way counted on their targets (:func:`project_moves`; a resumed move counts too),
+all from one snapshot read at the start of the pass, and issues at most
 ``concurrency`` moves at once. Progress is kept in the node's ``maintenance`` record
 (the real :func:`new_record` / :func:`record_vm`), so a restarted daemon resumes. One
 :meth:`MaintenanceRun.step` is one pass of the runner's loop.
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from pvc_common.errors import Conflict, PvcError
 from pvc_common.ha import Plan, PlanStep, VmSize, flush_plan, project_moves, ready_plan
-from pvc_common.maintenance import new_record, record_vm
-from pvc_common.models import VmRecord
-from pvc_common.vm_rules import migration_change
-from pvc_common.vm_wait import judge
+from pvc_common.maintenance import name_outcome, new_record, record_vm
+from pvc_common.models import NodeRecord, VmRecord
+from pvc_common.vm_rules import as_request, migration_change
+from pvc_common.vm_wait import judge, running_on
 from pvc_noded.maintenance_runner import ENDS_IN, KEEP_GOING
 
 if TYPE_CHECKING:
@@ -37,8 +38,21 @@ class Move:
     wait_for: str
     target: str
     size: VmSize
-    since_version: int
+    #: The VM's request number as written (when resumed: its latest).
+    request: int
     deadline: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one pass reads, once (``maintenance.load_inputs`` in the real runner)."""
+
+    vms: list[VmRecord]
+    nodes: list[NodeRecord]
+
+    def node(self, name: str) -> NodeRecord:
+        """The row of node ``name``."""
+        return next(node for node in self.nodes if node.name == name)
 
 
 class MaintenanceRun:
@@ -64,12 +78,13 @@ class MaintenanceRun:
 
     def step(self) -> bool:
         """One pass; True once the run has ended (its final record written)."""
-        if self.sim.store.node(self.here).domainstate != KEEP_GOING[self.kind]:
+        snapshot = Snapshot(self.sim.store.load_vms(), self.sim.store.load_nodes())
+        if snapshot.node(self.here).domainstate != KEEP_GOING[self.kind]:
             self.aborted = True  # no new moves; the ones under way finish first
-        self._follow_moves()
+        self._follow_moves(snapshot)
         if not self.aborted:
-            self._plan_and_issue()
-        if self.moves or not (self.aborted or self._nothing_left()):
+            self._plan_and_issue(snapshot)
+        if self.moves or not (self.aborted or self._nothing_left(snapshot)):
             return False
         status = "aborted" if self.aborted else "done"
         self._write(dict(self.record, status=status, finished=round(self.sim.clock.now, 3)))
@@ -99,8 +114,10 @@ class MaintenanceRun:
                         entry.get("action", ""),
                         wait_for,
                         entry.get("target", ""),
-                        VmSize(0, 0),
-                        -1,
+                        # Its size still counts on its target until the move ends.
+                        self.sim.store.sizes.get(uuid, VmSize(0, 0)),
+                        # As the runner: the VM's latest request is the best guess.
+                        vm.request if (vm := self.sim.store.vm(uuid)) else 0,
                         deadline,
                     )
             self.sim.log.emit(f"{self.label}: resumed ({len(self.moves)} move(s) under way)")
@@ -132,43 +149,34 @@ class MaintenanceRun:
 
     # ----------------------------------------------------------------- moves
 
-    def _follow_moves(self) -> None:
+    def _follow_moves(self, snapshot: Snapshot) -> None:
         if not self.moves:
             return
-        store = self.sim.store
+        by_uuid = {vm.uuid: vm for vm in snapshot.vms}
         for uuid, move in list(self.moves.items()):
-            vm = store.vm(uuid)
+            vm = by_uuid.get(uuid)
             if vm is None:
                 self._end(move, "failed", "the VM was removed")
                 continue
             outcome = judge(
-                move.wait_for, vm, self.sim.running_on(uuid), move.target, move.since_version
+                move.wait_for, vm, running_on(snapshot.nodes, uuid), move.target, move.request
             )
             if outcome is not None:
                 if outcome.ok and outcome.message.startswith("running on"):
                     self.sim.invariants.reported_running(uuid, f"{self.label}: {move.name}")
-                self._end(move, *self._name_outcome(move, vm, outcome.ok, outcome.message))
+                self._end(
+                    move, *name_outcome(move.action, vm.failedreason, outcome.ok, outcome.message)
+                )
             elif self.sim.clock.now > move.deadline:
                 self._end(move, "failed", f"timed out after {self.sim.settings.vm_timeout:g} s")
-
-    @staticmethod
-    def _name_outcome(move: Move, vm: VmRecord, ok: bool, message: str) -> tuple[str, str]:
-        if not ok:
-            return "failed", message
-        if move.action == "migrate":
-            if "moved by shutdown and start" in vm.failedreason:
-                return "shutdown-migrated", vm.failedreason
-            return "live-migrated", message
-        names = {"stop-autostart": "stopped-autostart", "start": "started", "return": "returned"}
-        return names.get(move.action, "done"), message
 
     def _end(self, move: Move, outcome: str, reason: str) -> None:
         del self.moves[move.uuid]
         self._set(move, outcome, reason)
 
-    def _plan(self, pending: list[VmRecord], projected: bool) -> Plan:
+    def _plan(self, pending: list[VmRecord], snapshot: Snapshot, projected: bool) -> Plan:
         store = self.sim.store
-        nodes = store.load_nodes()
+        nodes = snapshot.nodes
         if projected:
             nodes = project_moves(nodes, [(m.target, m.size) for m in self.moves.values()])
         if self.kind == "flush":
@@ -177,14 +185,12 @@ class MaintenanceRun:
             )
         return ready_plan(self.here, pending, nodes, store.sizes)
 
-    def _plan_and_issue(self) -> None:
+    def _plan_and_issue(self, snapshot: Snapshot) -> None:
         # A VM already migrating (e.g. an operator's migrate) is planned once it settles.
         pending = [
-            vm
-            for vm in self.sim.store.load_vms()
-            if vm.uuid not in self.handled and vm.state != "migrate"
+            vm for vm in snapshot.vms if vm.uuid not in self.handled and vm.state != "migrate"
         ]
-        plan = self._plan(pending, projected=True)
+        plan = self._plan(pending, snapshot, projected=True)
         by_uuid = {vm.uuid: vm for vm in pending}
         for step in plan.steps:
             if step.action == "stay":
@@ -210,8 +216,12 @@ class MaintenanceRun:
                 change |= {"state": "migrate", "failedreason": ""}
         elif step.action == "start":
             change = {"state": "start", "node_autostart": False, "failedreason": ""}
+            if vm.node != step.target:  # a stopped VM back home with autostart (ready_plan)
+                change |= {"node": step.target, "lastnode": ""}
         else:  # stop-autostart
             change = {"state": "shutdown", "node_autostart": True}
+        if step.action != "return" or "state" in change:
+            change = as_request(vm, change)  # a waiter on an earlier request is superseded
         try:
             written = self.sim.store.update_vm(
                 vm, change, event=f"{step.action} {step.target} ({step.reason})"
@@ -234,17 +244,17 @@ class MaintenanceRun:
             wait_for,
             step.target,
             size,
-            written.version,
+            written.request,
             deadline,
         )
         self._set(step, "in-progress", step.reason)
 
-    def _nothing_left(self) -> bool:
-        vms = self.sim.store.load_vms()
+    def _nothing_left(self, snapshot: Snapshot) -> bool:
+        vms = snapshot.vms
         if any(vm.state == "migrate" and self.here in (vm.node, vm.lastnode) for vm in vms):
             return False  # a migration under way involves this node: wait for it to settle
         pending = [vm for vm in vms if vm.uuid not in self.handled]
-        return not self._plan(pending, projected=False).steps
+        return not self._plan(pending, snapshot, projected=False).steps
 
     def _finish(self) -> None:
         """Set the final domain state, unless an operator asked for something else."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pvc_common.errors import NotFound, PreconditionFailed, PvcError
 from pvc_common.ha import VmSize
-from pvc_common.maintenance import failed_vms
+from pvc_common.maintenance import judge_maintenance
 from pvc_common.models import VmRecord
 from pvc_common.node_ops import DOMAIN_STATE_ACTIONS
 from pvc_common.placement import check_explicit_target, resolve_selector, select_target_node
@@ -32,7 +32,7 @@ from pvc_common.vm_rules import (
     state_change,
     unmigrate_change,
 )
-from pvc_common.vm_wait import STOPPED_ACTIONS, judge
+from pvc_common.vm_wait import judge
 
 if TYPE_CHECKING:
     from .simulation import Simulation
@@ -56,11 +56,9 @@ class Request:
     action: str  #: the vm_wait action, or ``flush``/``ready``
     subject: str  #: the VM's UUID, or the node's name
     target: str = ""
-    since_version: int = -1
+    request: int = 0  #: the VM's request number as written
     issued: float = 0.0
     outcome: str | None = None
-    #: The known defect that keeps the real wait from ending but by its timeout, if any.
-    stuck: str = ""
 
 
 class Operator:
@@ -241,7 +239,7 @@ class Operator:
                 action,
                 written.uuid,
                 target=written.node if action in ("migrate", "move", "unmigrate") else "",
-                since_version=written.version,
+                request=written.request,
                 issued=self.sim.clock.now,
             )
         )
@@ -285,88 +283,30 @@ class Operator:
             if request.action in _ENDS_IN:
                 outcome = self._node_outcome(request)
             else:
-                outcome = self._vm_outcome(request, request.since_version)
+                outcome = self._vm_outcome(request)
                 if outcome is not None and outcome.startswith("ok: running on"):
                     self.sim.invariants.reported_running(request.subject, f"wait: {request.label}")
             if outcome is not None:
                 request.outcome = outcome
                 self.sim.log.emit(f"wait: {request.label}: {outcome}")
 
-    def _vm_outcome(self, request: Request, since_version: int) -> str | None:
+    def _vm_outcome(self, request: Request) -> str | None:
         vm = self.sim.store.vm(request.subject)
         if vm is None:
             return "not ok: the VM was removed"
         where = self.sim.running_on(vm.uuid)
-        result = judge(request.action, vm, where, request.target, since_version)
+        result = judge(request.action, vm, where, request.target, request.request)
         if result is None:
             return None
         return ("ok: " if result.ok else "not ok: ") + result.message
 
     def _node_outcome(self, request: Request) -> str | None:
-        """As ``wait_for_maintenance`` judges it: only a record of the request's kind,
-        started after it was made, can end the wait."""
+        """As ``wait_for_maintenance`` judges it (``maintenance.judge_maintenance``)."""
         node = self.sim.store.node(request.subject)
-        record = node.maintenance
-        current = (
-            record.get("kind") == request.action and record.get("started", 0) >= request.issued - 1
-        )
-        if not current:
-            later = self._later(request)
-            if later is not None:
-                return self._stuck(
-                    request, "wait-superseded", f"superseded by '{later.label}' first"
-                )
-            if node.daemonstate in ("dead", "fenced") or node.domainstate == "fence-flush":
-                return self._stuck(
-                    request, "wait-fenced-maintenance", f"{request.subject} was fenced"
-                )
+        result = judge_maintenance(node, request.action, started_after=request.issued)
+        if result is None:
             return None
-        status = record.get("status")
-        if status == "aborted":
-            return f"not ok: {request.action} of {request.subject} was aborted"
-        if status == "done" and node.domainstate == _ENDS_IN[request.action]:
-            failed = failed_vms(record)
-            if failed:
-                return f"not ok: {request.action} done; failed: {', '.join(failed)}"
-            return f"ok: {request.action} done"
-        return None
-
-    def _stuck(self, request: Request, defect: str, why: str) -> str:
-        """Settle a request whose real wait could only end by its timeout (``defect``
-        names the entry of ``known_bugs.KNOWN_BUGS`` that explains it)."""
-        request.stuck = defect
-        return f"never ends: {why} (known defect {defect}: the wait runs into its timeout)"
-
-    def _later(self, request: Request) -> Request | None:
-        """The first request on the same VM or node made after ``request``."""
-        index = self.requests.index(request)
-        return next(
-            (other for other in self.requests[index + 1 :] if other.subject == request.subject),
-            None,
-        )
-
-    def classify_pending(self) -> None:
-        """At the end of a run, settle the VM requests whose wait can only time out."""
-        for request in self.pending():
-            if request.action in _ENDS_IN:
-                continue
-            later = self._later(request)
-            vm = self.sim.store.vm(request.subject)
-            if later is not None:
-                why = self._stuck(request, "wait-superseded", f"superseded by '{later.label}'")
-            elif request.action in STOPPED_ACTIONS and vm is not None and vm.state == "start":
-                # Started again by someone else (a ready's autostart, say) before it stopped.
-                why = self._stuck(request, "wait-superseded", "the VM was started again")
-            elif self._vm_outcome(request, -1) is not None:
-                # Everything the wait wants is there except a rewrite of the VM after the
-                # request: its daemon never acknowledged the start.
-                why = self._stuck(
-                    request, "start-rewrite-lost", "its daemon never rewrote it after the start"
-                )
-            else:
-                continue
-            request.outcome = why
-            self.sim.log.emit(f"wait: {request.label}: {why}")
+        return ("ok: " if result.ok else "not ok: ") + result.message
 
     def pending(self) -> list[Request]:
         """Requests still without an outcome."""

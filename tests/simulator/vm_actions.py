@@ -63,11 +63,11 @@ def _start(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activity:
     yield from _start_here(daemon, vm)
     if action.crash_restart:
         daemon.note_crash_restart(vm.uuid)
-    # Rewritten even when the state stays 'start': the new row version is how a client
-    # waiting on the start knows it succeeded.
+    # Rewritten even when the state stays 'start': 'confirmed' is how a client waiting on
+    # the start knows it succeeded.
     daemon.sim.store.update_vm(
         vm,
-        {"state": action.then_state or "start"},
+        {"state": action.then_state or "start", "confirmed": vm.request},
         event=f"started on {daemon.name} ({action.reason})",
     )
 
@@ -110,7 +110,9 @@ def _restart(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activity:
     yield from daemon.hypervisor.shutdown(vm.uuid, daemon.sim.settings.shutdown_timeout)
     daemon.publish_running()
     yield from _start_here(daemon, vm, in_place=True)
-    daemon.sim.store.update_vm(vm, {"state": "start"}, event=f"restarted on {daemon.name}")
+    daemon.sim.store.update_vm(
+        vm, {"state": "start", "confirmed": vm.request}, event=f"restarted on {daemon.name}"
+    )
 
 
 def _record(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activity:
@@ -118,6 +120,8 @@ def _record(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activity:
         # A VM that arrived here by live migration: list it now, not at the next keepalive.
         daemon.publish_running()
     changes: dict[str, Any] = {"state": action.then_state}
+    if action.then_state == "start":
+        changes["confirmed"] = vm.request  # it runs here, as the request wanted
     if action.failedreason:
         changes["failedreason"] = action.failedreason
     daemon.sim.store.update_vm(vm, changes, event=f"{action.reason}: state {action.then_state}")
@@ -142,7 +146,9 @@ def _migrate_out(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activit
             daemon.publish_running()
             try:
                 store.update_vm(
-                    vm, {"state": "start"}, event=f"live-migrated {daemon.name} -> {target.name}"
+                    vm,
+                    {"state": "start"},  # confirmed by the target, as NodeDaemon does
+                    event=f"live-migrated {daemon.name} -> {target.name}",
                 )
             except Conflict:
                 pass  # the target saw it arrive and recorded it first

@@ -105,6 +105,35 @@ def test_ready_brings_vms_back_and_starts_autostart_ones() -> None:
     assert "(stays stop)" in plan.steps[3].reason
 
 
+def test_ready_starts_every_stopped_autostart_vm_including_returning_ones() -> None:
+    """VMs on the readied node with autostart start; so does a stopped one coming back."""
+    vms = [
+        vm("a", node_name="hv2", lastnode="hv1", state="stop", node_autostart=True),
+        vm("b", node_name="hv1", state="stop", node_autostart=True),
+        vm("c", node_name="hv2", lastnode="hv1", state="stop"),  # no autostart: stays stopped
+        vm("big", node_name="hv3", lastnode="hv1", state="stop", node_autostart=True),
+        vm(
+            "d",
+            node_name="hv3",
+            lastnode="hv1",
+            state="stop",
+            node_autostart=True,
+            node_limit=("hv3",),
+        ),
+    ]
+    nodes = [node("hv1", free=4000), node("hv2"), node("hv3")]
+    plan = ready_plan("hv1", vms, nodes, SIZES)
+    assert steps(plan) == [
+        ("a", "start", "hv1"),
+        ("b", "start", "hv1"),
+        ("big", "stay", ""),  # it is to run: 6000 MiB does not fit in 4000 - 1024
+        ("c", "return", "hv1"),
+        ("d", "stay", ""),  # hv1 outside its limit
+    ]
+    assert plan.steps[0].reason == "autostart, back from hv2"
+    assert "2976 MiB free" in plan.steps[2].reason
+
+
 def test_recovery_starts_elsewhere_or_stops_with_autostart() -> None:
     nodes = [node("hv1", daemonstate="fenced"), node("hv2"), node("hv3")]
     vms = [vm("a"), vm("b", node_limit=("hv1",)), vm("c", state="stop")]

@@ -169,3 +169,13 @@ def test_a_lock_flush_request_goes_to_the_vms_worker(presence: Presence) -> None
     assert decide(record, here=HERE, presence=presence).kind is Kind.FLUSH_LOCKS
     elsewhere = VmRecord(uuid="u1", name="web1", state="stop", node="hv2", lockflush="requested")
     assert decide(elsewhere, here=HERE, presence=S).kind is Kind.NONE
+
+
+def test_an_unconfirmed_request_of_a_running_vm_is_confirmed() -> None:
+    """Regression (start-rewrite-lost): a stop then a start before the daemon acted left
+    the VM running with nothing to do, and nothing told the start's waiter."""
+    pending = VmRecord(uuid="u", name="web1", state="start", node=HERE, request=5, confirmed=3)
+    action = decide(pending, here=HERE, presence=Presence.RUNNING)
+    assert action.kind is Kind.RECORD and action.then_state == "start"
+    confirmed = VmRecord(uuid="u", name="web1", state="start", node=HERE, request=5, confirmed=5)
+    assert decide(confirmed, here=HERE, presence=Presence.RUNNING).kind is Kind.NONE

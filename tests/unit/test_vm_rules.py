@@ -41,7 +41,11 @@ def test_state_actions_follow_the_table(action: str, state: str) -> None:
 
 
 def test_start_clears_the_previous_failure() -> None:
-    assert state_change(vm("fail"), "start").values == {"state": "start", "failedreason": ""}
+    assert state_change(vm("fail"), "start").values == {
+        "state": "start",
+        "failedreason": "",
+        "request": 1,
+    }
     assert "failedreason" not in state_change(vm("start"), "stop").values
 
 
@@ -51,7 +55,13 @@ def test_unknown_action_is_invalid_input() -> None:
 
 
 #: A running VM's temporary migration from hv1 to hv2 (an old failure reason is cleared).
-MIGRATING = {"node": "hv2", "lastnode": "hv1", "state": "migrate", "failedreason": ""}
+MIGRATING = {
+    "node": "hv2",
+    "lastnode": "hv1",
+    "state": "migrate",
+    "failedreason": "",
+    "request": 1,
+}
 
 
 @pytest.mark.parametrize(
@@ -59,12 +69,14 @@ MIGRATING = {"node": "hv2", "lastnode": "hv1", "state": "migrate", "failedreason
     [
         (vm("start"), False, MIGRATING),
         (vm("restart"), False, MIGRATING),
-        (vm("stop"), False, {"node": "hv2", "lastnode": "hv1"}),
+        (vm("stop"), False, {"node": "hv2", "lastnode": "hv1", "request": 1}),
         # --force on a migrated VM keeps the original previous node (its home)
         (vm("start", "hv3", "hv1"), True, MIGRATING),
     ],
 )
-def test_migration_bookkeeping(record: VmRecord, force: bool, expected: dict[str, str]) -> None:
+def test_migration_bookkeeping(
+    record: VmRecord, force: bool, expected: dict[str, str | int]
+) -> None:
     assert migration_change(record, "hv2", force=force).values == expected
 
 
@@ -83,8 +95,13 @@ def test_move_and_unmigrate_clear_the_previous_node() -> None:
         "lastnode": "",
         "state": "migrate",
         "failedreason": "",
+        "request": 1,
     }
-    assert unmigrate_change(vm("stop", "hv3", "hv1")).values == {"node": "hv1", "lastnode": ""}
+    assert unmigrate_change(vm("stop", "hv3", "hv1")).values == {
+        "node": "hv1",
+        "lastnode": "",
+        "request": 1,
+    }
     with pytest.raises(PreconditionFailed, match="not migrated"):
         unmigrate_change(vm("start"))
 
@@ -93,3 +110,10 @@ def test_forced_migration_home_clears_the_previous_node() -> None:
     # Regression (simulator): sent by force to its own home, the VM kept lastnode == node.
     change = migration_change(vm("start", "hv3", "hv1"), "hv1", force=True)
     assert change.values["lastnode"] == ""
+
+
+def test_every_request_is_numbered_one_above_the_last() -> None:
+    """A waiter tells a later request from any other write by this number."""
+    numbered = VmRecord(uuid="u", name="web1", state="stop", node="hv1", request=41)
+    assert state_change(numbered, "start").values["request"] == 42
+    assert move_change(numbered, "hv2").values["request"] == 42

@@ -50,13 +50,34 @@ def test_judge(
         assert outcome.message
 
 
-def test_a_start_counts_only_once_the_daemon_rewrote_the_vm() -> None:
-    # Listed in runningdomains, but not yet rewritten after the request (version 4).
-    listed = VmRecord(uuid="u1", name="web1", state="start", node="hv2", version=4)
-    assert judge("start", listed, ("hv2",), since_version=4) is None
-    confirmed = VmRecord(uuid="u1", name="web1", state="start", node="hv2", version=5)
-    outcome = judge("start", confirmed, ("hv2",), since_version=4)
+def test_a_start_counts_only_once_the_daemon_confirmed_the_request() -> None:
+    # Listed in runningdomains (just before the start), rewritten by someone (a 'vm meta'),
+    # but the daemon has not confirmed request 4 yet.
+    listed = VmRecord(
+        uuid="u1", name="web1", state="start", node="hv2", request=4, confirmed=3, version=9
+    )
+    assert judge("start", listed, ("hv2",), request=4) is None
+    confirmed = VmRecord(
+        uuid="u1", name="web1", state="start", node="hv2", request=4, confirmed=4, version=10
+    )
+    outcome = judge("start", confirmed, ("hv2",), request=4)
     assert outcome is not None and outcome.ok
+
+
+def test_a_later_request_supersedes_the_waited_one() -> None:
+    # A stop (request 5) waited on; a start (request 6) was written before it stopped.
+    restarted = VmRecord(uuid="u1", name="web1", state="start", node="hv2", request=6)
+    outcome = judge("stop", restarted, ("hv2",), request=5)
+    assert outcome is not None and not outcome.ok
+    assert "superseded by a later request (now start on hv2)" in outcome.message
+    # The same VM judged for its own latest request is simply still going.
+    assert judge("start", restarted, (), request=6) is None
+
+
+def test_a_start_whose_vm_stopped_is_not_ok() -> None:
+    stopped = VmRecord(uuid="u1", name="web1", state="stop", node="hv2", request=3)
+    outcome = judge("start", stopped, (), request=3)
+    assert outcome is not None and not outcome.ok and "its state is stop" in outcome.message
 
 
 def test_outcome_messages_carry_the_reason() -> None:
