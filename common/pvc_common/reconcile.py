@@ -171,17 +171,23 @@ def crash_restarts_within(history: Sequence[float], *, now: float, window: float
     return sum(1 for moment in history if now - moment < window)
 
 
-def migration_method_for(vm: VmRecord, target: NodeRecord | None) -> tuple[str, str]:
+def migration_method_for(
+    vm: VmRecord, target: NodeRecord | None, *, alive: bool = True
+) -> tuple[str, str]:
     """How to send a running VM to its target: ``("live"|"shutdown", "")`` or ``("stay", why)``.
 
     ``live`` means live, falling back to shutdown and start unless the VM is live-only.
     A VM is never shut down for a target that cannot take it (unknown node, daemon not
-    running, no published URIs): it stays where it runs, with the reason.
+    running, no ZooKeeper session (``alive``), no published URIs): it stays where it
+    runs, with the reason. The daemon asks again after failed live attempts, before it
+    falls back: a target that died meanwhile keeps its row's ``run`` for a while.
     """
     if target is None:
         return "stay", f"migration target {vm.node!r} is not a known node"
     if target.daemonstate != "run":
         return "stay", f"migration target {target.name}'s daemon is {target.daemonstate}, not run"
+    if not alive:
+        return "stay", f"migration target {target.name} has no ZooKeeper session (down?)"
     if not (target.libvirturi and target.migrationuri):
         return "stay", f"migration target {target.name} has not published its libvirt URIs"
     return ("shutdown" if vm.migration_method == "shutdown" else "live"), ""

@@ -8,10 +8,12 @@ somebody changed the VM meanwhile: the daemon simply decides again on the next p
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pvc_common import schema
 from pvc_common.errors import Conflict, HypervisorError, NotFound, PvcError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.mutations import update_vm
@@ -184,11 +186,7 @@ def _record(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
 
 def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     """Send a VM that runs here to ``action.target``: live, else by shutdown and start."""
-    try:
-        target: NodeRecord | None = load_node(ctx.store, action.target)
-    except NotFound:
-        target = None
-    method, why_not = migration_method_for(vm, target)
+    target, method, why_not = _target_now(ctx, vm, action.target)
     if target is None or method == "stay":
         _stay(ctx, vm, why_not)
         return
@@ -216,6 +214,12 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
         if vm.migration_method == "live":
             _stay(ctx, vm, f"{live_error} (to {target.name}); migration_method is live")
             return
+        # Look at the target again before shutting the VM down for it: one that died
+        # during the live attempts still shows 'run' until it is judged dead.
+        why_not = _still_alive(ctx, vm, target.name)
+        if why_not:
+            _stay(ctx, vm, f"{live_error} (to {target.name}); not shut down: {why_not}")
+            return
         log.warning("vm %r: %s; falling back to shutdown and start", vm.name, live_error)
     how = ctx.hypervisor.shutdown(vm.uuid, ctx.config.vm.shutdown_timeout)
     changes: dict[str, Any] = {"state": "start"}
@@ -228,6 +232,39 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
         lambda row: {"runningdomains": ctx.listed_now()},
         event=f"shutdown-migrated {ctx.here} -> {target.name} ({how})",
     )
+
+
+def _target_now(ctx: ActionContext, vm: VmRecord, name: str) -> tuple[NodeRecord | None, str, str]:
+    """The target's row now, and how the VM may be sent to it (``migration_method_for``)."""
+    try:
+        target: NodeRecord | None = load_node(ctx.store, name)
+    except NotFound:
+        target = None
+    alive = ctx.store.exists(schema.liveness_path(name))
+    return (target, *migration_method_for(vm, target, alive=alive))
+
+
+def _still_alive(ctx: ActionContext, vm: VmRecord, name: str) -> str:
+    """'' once the target shows it can still take the VM, else why not.
+
+    Its row and ZooKeeper session must still allow it, and it must write a keepalive
+    from now on (proof that it lives after the failed live attempts, not only before;
+    keepalive values are compared with the target's own, never with this node's clock).
+    Waits up to two keepalive intervals for that keepalive.
+    """
+    deadline = time.monotonic() + 2 * ctx.config.daemon.keepalive_interval + 1
+    first: int | None = None
+    while True:
+        target, method, why_not = _target_now(ctx, vm, name)
+        if target is None or method == "stay":
+            return why_not
+        if first is None:
+            first = target.keepalive
+        elif target.keepalive != first:
+            return ""
+        if time.monotonic() >= deadline:
+            return f"{name} wrote no keepalive after the failed live migration"
+        time.sleep(0.25)
 
 
 def _stay(ctx: ActionContext, vm: VmRecord, reason: str) -> None:

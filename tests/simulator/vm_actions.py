@@ -131,8 +131,7 @@ def _record(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activity:
 def _migrate_out(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activity:
     """Send a VM that runs here to ``action.target``: live, else by shutdown and start."""
     store = daemon.sim.store
-    target: NodeRecord | None = store.nodes.get(action.target)
-    method, why_not = migration_method_for(vm, target)
+    target, method, why_not = _target_now(daemon, vm, action.target)
     if target is None or method == "stay":
         _stay(daemon, vm, why_not)
         return
@@ -156,6 +155,11 @@ def _migrate_out(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activit
         if vm.migration_method == "live":
             _stay(daemon, vm, f"{live_error} (to {target.name}); migration_method is live")
             return
+        # As NodeDaemon: look at the target again before shutting the VM down for it.
+        why_not = yield from _still_alive(daemon, vm, target.name)
+        if why_not:
+            _stay(daemon, vm, f"{live_error} (to {target.name}); not shut down: {why_not}")
+            return
     how = yield from daemon.hypervisor.shutdown(vm.uuid, daemon.sim.settings.shutdown_timeout)
     changes: dict[str, Any] = {"state": "start"}
     if live_error:
@@ -168,6 +172,34 @@ def _migrate_out(daemon: DaemonProcess, vm: VmRecord, action: Action) -> Activit
         {"runningdomains": daemon.listed_now()},
         event=f"shutdown-migrated {daemon.name} -> {target.name} ({how})",
     )
+
+
+def _target_now(
+    daemon: DaemonProcess, vm: VmRecord, name: str
+) -> tuple[NodeRecord | None, str, str]:
+    """The target's row now, and how the VM may be sent to it (``vm_actions._target_now``)."""
+    store = daemon.sim.store
+    target = store.nodes.get(name)
+    return (target, *migration_method_for(vm, target, alive=name in store.live_nodes()))
+
+
+def _still_alive(daemon: DaemonProcess, vm: VmRecord, name: str) -> Activity:
+    """'' once the target shows it can still take the VM, else why not
+    (``vm_actions._still_alive``: a new keepalive within two intervals)."""
+    sim = daemon.sim
+    deadline = sim.clock.now + 2 * sim.settings.keepalive_interval + 1
+    first: int | None = None
+    while True:
+        target, method, why_not = _target_now(daemon, vm, name)
+        if target is None or method == "stay":
+            return why_not
+        if first is None:
+            first = target.keepalive
+        elif target.keepalive != first:
+            return ""
+        if sim.clock.now >= deadline:
+            return f"{name} wrote no keepalive after the failed live migration"
+        yield sim.settings.tick
 
 
 def _stay(daemon: DaemonProcess, vm: VmRecord, reason: str) -> None:
