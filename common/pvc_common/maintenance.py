@@ -45,16 +45,19 @@ FINAL_OUTCOMES = frozenset(
 )
 
 
-def name_outcome(action: str, failedreason: str, ok: bool, message: str) -> tuple[str, str]:
+def name_outcome(action: str, vm: VmRecord, ok: bool, message: str) -> tuple[str, str]:
     """The recorded ``(outcome, reason)`` of a followed step, from ``vm_wait.judge``'s verdict.
 
-    ``failedreason`` is the VM's, once the step ended: a migration that fell back to
-    shutdown and start says so there.
+    ``vm`` is the VM once the step ended: a migration that fell back to shutdown and
+    start says so in its ``failedreason``; one configured for shutdown migration
+    (``migration_method``) never went live.
     """
     if not ok:
         return "failed", message
-    if action == "migrate" and "moved by shutdown and start" in failedreason:
-        return "shutdown-migrated", failedreason
+    if action == "migrate" and "moved by shutdown and start" in vm.failedreason:
+        return "shutdown-migrated", vm.failedreason
+    if action == "migrate" and vm.migration_method == "shutdown":
+        return "shutdown-migrated", message
     return SUCCESS_OUTCOMES.get(action, "done"), message
 
 

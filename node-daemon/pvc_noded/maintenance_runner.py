@@ -185,9 +185,7 @@ class MaintenanceRunner:
             where = running_on(inputs.nodes, uuid)
             outcome = judge(move.wait_for, vm, where, move.target, move.request)
             if outcome is not None:
-                self._end(
-                    move, *name_outcome(move.action, vm.failedreason, outcome.ok, outcome.message)
-                )
+                self._end(move, *name_outcome(move.action, vm, outcome.ok, outcome.message))
             elif time.monotonic() > move.deadline:
                 self._end(move, "failed", f"timed out after {self.vm_timeout:g} s")
 

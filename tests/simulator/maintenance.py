@@ -164,9 +164,7 @@ class MaintenanceRun:
             if outcome is not None:
                 if outcome.ok and outcome.message.startswith("running on"):
                     self.sim.invariants.reported_running(uuid, f"{self.label}: {move.name}")
-                self._end(
-                    move, *name_outcome(move.action, vm.failedreason, outcome.ok, outcome.message)
-                )
+                self._end(move, *name_outcome(move.action, vm, outcome.ok, outcome.message))
             elif self.sim.clock.now > move.deadline:
                 self._end(move, "failed", f"timed out after {self.sim.settings.vm_timeout:g} s")
 

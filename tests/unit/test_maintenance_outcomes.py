@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from pvc_common.maintenance import FINAL_OUTCOMES, judge_maintenance, name_outcome
-from pvc_common.models import NodeRecord
+from pvc_common.models import NodeRecord, VmRecord
+
+VM = VmRecord(uuid="u1", name="web1", state="start", node="hv2")
 
 #: Every action a plan step can have (pvc_common.ha.PlanStep).
 PLAN_ACTIONS = ("migrate", "stop-autostart", "start", "return", "stay")
@@ -15,18 +18,27 @@ PLAN_ACTIONS = ("migrate", "stop-autostart", "start", "return", "stay")
 
 @pytest.mark.parametrize("action", PLAN_ACTIONS)
 def test_every_followed_step_ends_in_a_final_outcome(action: str) -> None:
-    assert name_outcome(action, "", True, "running on hv2")[0] in FINAL_OUTCOMES
-    assert name_outcome(action, "", False, "failed: boom") == ("failed", "failed: boom")
+    assert name_outcome(action, VM, True, "running on hv2")[0] in FINAL_OUTCOMES
+    assert name_outcome(action, VM, False, "failed: boom") == ("failed", "failed: boom")
 
 
 def test_a_migration_that_fell_back_is_named_so() -> None:
     reason = "live migration failed (x); moved by shutdown and start"
-    assert name_outcome("migrate", reason, True, "running on hv2") == ("shutdown-migrated", reason)
-    assert name_outcome("migrate", "", True, "running on hv2") == (
+    fell_back = replace(VM, failedreason=reason)
+    assert name_outcome("migrate", fell_back, True, "running on hv2") == (
+        "shutdown-migrated",
+        reason,
+    )
+    assert name_outcome("migrate", VM, True, "running on hv2") == (
         "live-migrated",
         "running on hv2",
     )
-    assert name_outcome("return", "", True, "running on hv1")[0] == "returned"
+    assert name_outcome("return", VM, True, "running on hv1")[0] == "returned"
+
+
+def test_a_vm_configured_for_shutdown_migration_is_never_called_live_migrated() -> None:
+    configured = replace(VM, migration_method="shutdown")
+    assert name_outcome("migrate", configured, True, "running on hv2")[0] == "shutdown-migrated"
 
 
 @pytest.mark.parametrize(
