@@ -18,13 +18,10 @@ measures, and always stops them again by the PIDs the harness recorded.
     * work = runner started -> ``flushed`` seen: the moves themselves, at most
       ``concurrency`` at once, which is what the setting governs.
 
-    The daemon begins a flush only at its next periodic pass, so the pickup depends on
-    when the request lands between two passes. Launched right after the ready before
-    it, that moment would be locked to the ready's length, which differs from one
-    setting to the next (a first full run measured pickups of 0.6-1.0 s at one setting
-    and 2.3-2.8 s at another, for no reason of theirs). So each measured flush is
-    launched after an untimed random pause of 0 to ``reconcile_interval``: its pickup
-    is then a fair sample of what an operator meets.
+    The daemon watches its own row, so the pickup is a watch round trip. (Before it did,
+    a flush began only at its next periodic pass; each measured flush is still launched
+    after an untimed random pause of 0 to ``reconcile_interval``, which keeps the pickup
+    a fair sample should that ever change again.)
 
     Between two flushes ``pvc node ready hv1 --wait`` brings the VMs back; it is timed
     too and reported on its own (it moves the same VMs at the same concurrency), never
@@ -1069,16 +1066,11 @@ def median_text(entry: dict[str, Any]) -> str:
 def flush_paragraph(figures: dict[str, Any]) -> str:
     """What part (a)'s figures are made of."""
     parts = {part["driver"]: part for part in figures["flush"]}
-    any_part = parts.get("test") or parts["qemu"]
     text = (
-        "Flush: 'pickup' is the pvc process and its write, then the wait until hv1's "
-        "daemon notices the request. The daemon watches the /domains listing and each VM's "
-        "znode, but not its own node's domainstate, so a flush (or a ready) begins only at "
-        "its next periodic full pass: 0 to reconcile_interval "
-        f"({any_part['reconcile_interval_s']:g} s here, 10 s by default) after the request, "
-        "whatever the concurrency (a full interval after a daemon restart, as for the first "
-        "ready of each setting here; each flush was launched at a random moment, so its "
-        "pickup is a fair sample). So the speed-up that concurrency buys is read on "
+        "Flush: 'pickup' is the pvc process and its write, then hv1's daemon noticing the "
+        "request: it watches its own node's row, so the runner starts within a watch "
+        "round trip, whenever the request lands. So the speed-up that concurrency buys is "
+        "read on "
         "'work' (the totals' speed-up also carries the pickup's noise). 'work' is the "
         "runner moving the VMs: it issues at most 'concurrency' moves, looks at them every "
         "0.25 s (its poll), and issues the next one as soon as one has ended."
@@ -1102,11 +1094,9 @@ def flush_paragraph(figures: dict[str, Any]) -> str:
         text += (
             " With QEMU guests each move is a live migration that copies the guest's memory "
             "while it runs; concurrent migrations share this machine's CPUs with the guests "
-            "and with each other. A live migration also counts as ended only when the target "
-            "lists the VM in its runningdomains, which the target writes at its next "
-            f"keepalive (every {qemu['keepalive_interval_s']:g} s here, 5 s by default): up "
-            "to one keepalive interval per wave on top of the migration itself (compare the "
-            "restores' ready work at the two settings in (b))."
+            "and with each other. A live migration counts as ended once the target lists "
+            "the VM (at once, on its arrival) and its daemon has confirmed the request with "
+            "the VM running there: a watch round trip and one write after libvirt's job."
         )
     return text
 
