@@ -14,6 +14,7 @@ from pvc_common.vm_wait import wait_for_lock_flush, wait_for_vm
 
 from .context import confirm, store_of, yes_option
 from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
+from .vm_log_command import log
 
 SELECTOR_CHOICE = click.Choice(schema.SELECTORS)
 LIMIT_HELP = "Comma-separated nodes the VM may run on; '' clears the limit."
@@ -28,6 +29,9 @@ METHOD_HELP += "(shutdown), or live falling back to shutdown-and-start (none)."
 @click.group()
 def vm() -> None:
     """Define, change, place and inspect virtual machines."""
+
+
+vm.add_command(log)
 
 
 def _done(record: VmRecord, what: str) -> None:
@@ -397,6 +401,13 @@ def info(ctx: click.Context, long_output: bool, output_format: str, vm_ref: str)
     echo(render_fields(_info_fields(view, long_output)))
 
 
+def _console_cell(view: VmView) -> Cell | str:
+    if view.console_hint:
+        return Cell(f"none: {vm_ops.serial_log_advice(view.record.name)}", "yellow")
+    count = view.console_lines or 0
+    return f"{count} line{'' if count == 1 else 's'} buffered (pvc vm log {view.record.name})"
+
+
 def _info_fields(view: VmView, long_output: bool) -> list[tuple[str, Cell | str]]:
     vm, domain = view.record, view.domain
     fields: list[tuple[str, Cell | str]] = [
@@ -420,12 +431,7 @@ def _info_fields(view: VmView, long_output: bool) -> list[tuple[str, Cell | str]
         ("vCPUs", str(domain.vcpus)),
         ("Networks", _networks_cell(view)),
         ("RBD disks", ",".join(vm.rbdlist) or "-"),
-        (
-            "Console log",
-            "yes"
-            if domain.console_log_path
-            else "no (add <log file='...'/> to a <serial> device of its XML to enable it)",
-        ),
+        ("Console log", _console_cell(view)),
     ]
     if long_output:
         if domain.topology:

@@ -33,7 +33,7 @@ from .errors import InvalidInput
 #: Layout version this code reads and writes. History (each step is in schema_upgrade):
 #: 1 the classic layout; 2 adds ``migration_method`` and ``lockflush`` to VMs, ``libvirturi``,
 #: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` and ``/locks`` roots;
-#: 3 adds ``request`` and ``confirmed`` to VMs.
+#: 3 adds ``request``, ``confirmed`` and ``console`` to VMs.
 SCHEMA_VERSION: Final = 3
 
 ROOT_PATHS: Final = (
@@ -194,6 +194,13 @@ DOMAIN_FIELDS: Final[tuple[Field[Any], ...]] = (
         "'requested' asks the VM's node daemon to clear its RBD locks; then the outcome.",
     ),
     Field(
+        "console",
+        JSON_OBJECT,
+        {},
+        "The console buffer: numbered last lines, the partial line, and the file it was "
+        "read from (see pvc_common.console); written by the VM's node, apart from the row.",
+    ),
+    Field(
         "request",
         INT,
         0,
@@ -258,8 +265,10 @@ NODE_FIELD: Final = _index(NODE_FIELDS)
 NETWORK_FIELD: Final = _index(NETWORK_FIELDS)
 CONFIG_FIELD: Final = _index(CONFIG_FIELDS)
 
-#: Domain keys a listing needs; ``consolelog`` is left out because it can be large.
-DOMAIN_LIST_KEYS: Final = tuple(f.key for f in DOMAIN_FIELDS if f.key != "consolelog")
+#: Domain keys a listing needs; the console keys are left out because they can be large.
+DOMAIN_LIST_KEYS: Final = tuple(
+    f.key for f in DOMAIN_FIELDS if f.key not in ("consolelog", "console")
+)
 
 
 # --------------------------------------------------------------------------- names and paths

@@ -60,7 +60,7 @@ def _to_version_2(store: ZkStore) -> None:
 
 
 def _to_version_3(store: ZkStore) -> None:
-    """Version 3: ``request`` and ``confirmed`` on VMs."""
+    """Version 3: ``request``, ``confirmed`` and ``console`` on VMs."""
     _commit_in_batches(
         store,
         _missing_key_creates(

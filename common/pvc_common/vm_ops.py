@@ -9,10 +9,12 @@ written.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import schema
+from .console import DEFAULT_LOG_DIRECTORY, ConsoleBuffer
+from .console_store import read_console
 from .domain_xml import parse_domain_xml
 from .errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PvcError
 from .models import DomainInfo, NodeRecord, VmRecord
@@ -406,6 +408,48 @@ def _domain(vm: VmRecord) -> DomainInfo:
         raise PreconditionFailed(f"VM {vm.name!r} has an unusable stored XML: {error}") from None
 
 
+# --------------------------------------------------------------------------- console
+
+
+def serial_log_advice(vm_name: str) -> str:
+    """How to give ``vm_name`` a serial console log, as a phrase (``add <log .../> ...``)."""
+    path = f"{DEFAULT_LOG_DIRECTORY}/{vm_name}.log"
+    return f"add <log file='{path}' append='on'/> inside its <serial> device"
+
+
+def serial_log_hint(vm_name: str) -> str:
+    """The one line saying that ``vm_name`` has no serial console log, and how to add one."""
+    return f"VM {vm_name!r} has no serial console log: {serial_log_advice(vm_name)}"
+
+
+@dataclass(frozen=True)
+class VmConsole:
+    """A VM, its console buffer, and whether its XML logs a serial console at all."""
+
+    record: VmRecord
+    buffer: ConsoleBuffer
+    #: False only when the XML was read and names no log file (an unreadable XML: True).
+    has_serial_log: bool
+
+    @property
+    def hint(self) -> str | None:
+        """How to enable the log, when there is none and nothing was ever buffered."""
+        if self.has_serial_log or self.buffer.lines or self.buffer.partial:
+            return None
+        return serial_log_hint(self.record.name)
+
+
+def vm_console(store: ZkStore, vm_ref: str) -> VmConsole:
+    """A VM's console buffer as it is now (follow it with ``console_store.follow_console``)."""
+    vm = find_vm(store, vm_ref)
+    buffer, _ = read_console(store, vm.uuid)
+    try:
+        has_log = parse_domain_xml(vm.xml).console_log_path is not None
+    except InvalidInput:
+        has_log = True  # unknown: do not advise on a document that cannot be read
+    return VmConsole(vm, buffer, has_log)
+
+
 # --------------------------------------------------------------------------- list / info
 
 
@@ -417,6 +461,15 @@ class VmView:
     domain: DomainInfo | None
     xml_error: str
     unknown_networks: tuple[str, ...]
+    #: Lines in its console buffer (the partial line counts), when read (``vm_info``).
+    console_lines: int | None = None
+
+    @property
+    def console_hint(self) -> str | None:
+        """How to enable the serial console log, when the XML names none."""
+        if self.domain is None or self.domain.console_log_path:
+            return None
+        return serial_log_hint(self.record.name)
 
     def as_dict(self, *, long: bool = False) -> dict[str, Any]:
         """Plain data for JSON/YAML output."""
@@ -440,6 +493,10 @@ class VmView:
             "rbd_list": list(vm.rbdlist),
             "console_log": bool(self.domain and self.domain.console_log_path),
         }
+        if self.console_lines is not None:
+            data["console_lines"] = self.console_lines
+        if self.console_hint:
+            data["console_hint"] = self.console_hint
         if self.xml_error:
             data["xml_error"] = self.xml_error
         if long and self.domain:
@@ -486,7 +543,9 @@ def list_vms(
 
 
 def vm_info(store: ZkStore, vm_ref: str) -> VmView:
-    """One VM in detail."""
+    """One VM in detail, with the size of its console buffer."""
     vm = find_vm(store, vm_ref)
     known = {str(network.vni) for network in load_networks(store)}
-    return _view(vm, known)
+    buffer, _ = read_console(store, vm.uuid)
+    lines = len(buffer.lines) + (1 if buffer.partial else 0)
+    return replace(_view(vm, known), console_lines=lines)

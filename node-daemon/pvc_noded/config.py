@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, get_type_hints
 import yaml
 
 from pvc_common import schema
+from pvc_common.console import DEFAULT_LOG_DIRECTORY
 from pvc_common.errors import InvalidInput
 
 from .logging_setup import LEVELS
@@ -324,8 +325,17 @@ class FencingSection:
 class ConsoleSection:
     """Serial console logs of the VMs."""
 
-    #: Directory of the console log files (absolute).
-    log_directory: str = field(default="/var/log/pvc/console", metadata=_reads(_absolute_path))
+    #: Directory of the console log files (absolute); files elsewhere are never read.
+    log_directory: str = field(default=DEFAULT_LOG_DIRECTORY, metadata=_reads(_absolute_path))
+    #: Lines kept in each VM's buffer in ZooKeeper.
+    lines: int = field(default=1000, metadata=_reads(_integer(1)))
+    #: Bytes of text kept in each VM's buffer (ZooKeeper refuses znodes over 1 MiB).
+    max_bytes: int = field(default=262144, metadata=_reads(_integer(1024)))
+    #: Seconds between two writes of one VM's buffer at most (a burst is one write).
+    coalesce: float = field(default=0.05, metadata=_reads(_seconds))
+    #: Seconds between two looks at every log file when inotify gives no news (or is
+    #: unavailable: then this is how fast lines arrive).
+    poll_interval: float = field(default=1.0, metadata=_reads(_seconds))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
 
 from .config import NodeConfig
+from .console_watcher import ConsoleWatchers
 from .departures import DepartureBook
 from .fence_monitor import FenceMonitor, make_fencer
 from .hypervisor import DomainStatus, Hypervisor
@@ -88,6 +89,8 @@ class NodeDaemon:
         self._pool = ThreadPoolExecutor(config.vm.workers, thread_name_prefix="vm")
         self._store_ok = True
         self._maintenance: threading.Thread | None = None
+        self.consoles = ConsoleWatchers(self.store, config.console)
+        self._console_paths: dict[str, tuple[int, str | None]] = {}  # uuid -> (version, path)
         self.actions = ActionContext(
             config=config,
             store=self.store,
@@ -97,6 +100,7 @@ class NodeDaemon:
             listed_now=self._listed_now,
             note_crash_restart=self._note_crash_restart,
             note_departed=self._note_departed,
+            prime_console=self._prime_console,
             rbd=RbdLocks(config.fencing.rbd_command[0], args=config.fencing.rbd_command[1:]),
         )
 
@@ -110,12 +114,16 @@ class NodeDaemon:
         self._register()
         keepalive = threading.Thread(target=self._keepalive_loop, name="keepalive", daemon=True)
         keepalive.start()
+        consoles = threading.Thread(
+            target=self.consoles.run, args=(self._stopping,), name="console", daemon=True
+        )
+        consoles.start()
         if self.config.node.coordinator and self.config.fencing.enabled:
             threading.Thread(target=self._fence_loop, name="fencing", daemon=True).start()
         try:
             self._reconcile_loop()
         finally:
-            self._shut_down()
+            self._shut_down(consoles)
             keepalive.join(timeout=self.config.zookeeper.timeout)
 
     def request_stop(self) -> None:
@@ -182,7 +190,7 @@ class NodeDaemon:
             return
         set_default_selector(self.store, selector)
 
-    def _shut_down(self) -> None:
+    def _shut_down(self, consoles: threading.Thread | None = None) -> None:
         """``shutdown`` -> ``stop``; in-flight actions finish, running VMs are not touched."""
         log.info("stopping: waiting for in-flight VM actions")
         try:
@@ -190,6 +198,8 @@ class NodeDaemon:
         except PvcError as error:
             log.warning("could not record shutdown: %s", error)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if consoles is not None:
+            consoles.join(timeout=self.config.zookeeper.timeout)  # its last reads, written
         try:
             self.row.update({"daemonstate": "stop"}, event="daemon stopped")
             self.store.release_ephemeral(schema.liveness_path(self.name))
@@ -364,6 +374,7 @@ class NodeDaemon:
             log.info("reconcile resumed")
             self._store_ok = True
         self._remember_memory(vms)
+        self._follow_consoles(vms, domains)
         self._forget_departed(nodes)
         self._watch_vms({vm.uuid for vm in vms})
         self._seen_running = {uuid for uuid, d in domains.items() if d.presence is Presence.RUNNING}
@@ -487,6 +498,34 @@ class NodeDaemon:
             with self._lock:
                 self._busy.discard(uuid)
             self._wake.set()
+
+    def _console_path(self, vm: VmRecord) -> str | None:
+        """The VM's serial log file from its XML, parsed once per row version."""
+        known = self._console_paths.get(vm.uuid)
+        if known is None or known[0] != vm.version:
+            try:
+                path = parse_domain_xml(vm.xml).console_log_path
+            except InvalidInput:
+                path = None
+            known = self._console_paths[vm.uuid] = (vm.version, path)
+        return known[1]
+
+    def _follow_consoles(self, vms: list[VmRecord], domains: dict[str, DomainStatus]) -> None:
+        """Feed the console buffer of every VM that runs or arrives here, or is to start here."""
+        wanted: dict[str, str] = {}
+        for vm in vms:
+            here = vm.uuid in domains or (vm.node == self.name and vm.state in MAY_RUN_STATES)
+            path = self._console_path(vm) if here else None
+            if path:
+                wanted[vm.uuid] = path
+        known = {vm.uuid for vm in vms}
+        self._console_paths = {u: p for u, p in self._console_paths.items() if u in known}
+        self.consoles.sync(wanted)
+
+    def _prime_console(self, vm: VmRecord) -> None:
+        path = self._console_path(vm)
+        if path:
+            self.consoles.prime(vm.uuid, path)
 
     def _remember_memory(self, vms: list[VmRecord]) -> None:
         """Keep the memory of every VM assigned here, parsing each XML once per version."""

@@ -53,6 +53,8 @@ class ActionContext:
     rbd: RbdLocks
     #: Keeps a VM that left by live migration listed here until its target lists it.
     note_departed: Callable[[str, str], None] = lambda uuid, target: None
+    #: Takes the VM's console log offset just before it starts here.
+    prime_console: Callable[[VmRecord], None] = lambda vm: None
 
     @property
     def here(self) -> str:
@@ -133,6 +135,7 @@ def _start_here(ctx: ActionContext, vm: VmRecord) -> None:
             lambda row: {"runningdomains": tuple(sorted({*ctx.listed_now(), vm.uuid}))},
             guard=vm,
         )
+        ctx.prime_console(vm)
         ctx.hypervisor.start(vm.uuid, vm.xml)
     except BaseException:
         ctx.set_starting(vm.uuid, False)
