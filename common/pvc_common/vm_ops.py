@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import schema
-from .console import DEFAULT_LOG_DIRECTORY, ConsoleBuffer
+from .console import DEFAULT_LOG_DIRECTORY, ConsoleBuffer, lines_since
 from .console_store import read_console
 from .domain_xml import parse_domain_xml
 from .errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PvcError
@@ -448,6 +448,38 @@ def vm_console(store: ZkStore, vm_ref: str) -> VmConsole:
     except InvalidInput:
         has_log = True  # unknown: do not advise on a document that cannot be read
     return VmConsole(vm, buffer, has_log)
+
+
+def console_view(
+    store: ZkStore, vm_ref: str, *, lines: int | None = None, since: int | None = None
+) -> dict[str, Any]:
+    """A VM's console as JSON data for clients that poll (``GET .../console``).
+
+    ``lines`` limits the answer to the last lines; ``since`` continues from a position a
+    previous answer gave as ``next``: only lines from there on, and ``skipped`` counts
+    the lines that left the buffer before they were asked for. The partial last line is
+    given apart (``partial``): it may still grow.
+    """
+    if lines is not None and lines < 0:
+        raise InvalidInput(f"lines must be 0 or more, not {lines}")
+    if since is not None and since < 0:
+        raise InvalidInput(f"since must be a position (0 or more), not {since}")
+    console = vm_console(store, vm_ref)
+    buffer = console.buffer
+    start = buffer.first if since is None else since
+    text, following, skipped = lines_since(buffer, start)
+    if lines is not None:
+        text = text[len(text) - lines :] if lines else []
+    return {
+        "name": console.record.name,
+        "uuid": console.record.uuid,
+        "first": buffer.first,
+        "next": following,
+        "skipped": skipped,
+        "lines": text,
+        "partial": buffer.partial,
+        "hint": console.hint,
+    }
 
 
 # --------------------------------------------------------------------------- list / info

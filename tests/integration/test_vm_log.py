@@ -334,3 +334,32 @@ def test_follow_ends_cleanly_on_ctrl_c(
     run.process.send_signal(signal.SIGINT)
     code, stdout, stderr = run.finish()
     assert (code, stdout, stderr) == (0, expected + "\n", "")  # no traceback, no "Aborted!"
+
+
+# --------------------------------------------------------------------------- for HTTP clients
+
+
+def test_console_view_continues_exactly_from_a_position(cluster: ZkStore, vms: None) -> None:
+    """The data ``GET /api/v1/vm/<vm>/console`` serves: ``since`` continues exactly."""
+    put(cluster, WEB1, ConsoleBuffer(first=10, lines=("a", "b", "b", "")))
+    view = vm_ops.console_view(cluster, "web1")
+    assert (view["first"], view["next"], view["lines"], view["skipped"]) == (
+        10,
+        14,
+        ["a", "b", "b", ""],
+        0,
+    )
+    assert vm_ops.console_view(cluster, "web1", lines=2)["lines"] == ["b", ""]
+    put(cluster, WEB1, ConsoleBuffer(first=12, lines=("b", "", "c", "c"), partial="d"))
+    later = vm_ops.console_view(cluster, "web1", since=view["next"])
+    assert (later["lines"], later["next"], later["skipped"], later["partial"]) == (
+        ["c", "c"],
+        16,
+        0,
+        "d",
+    )
+    behind = vm_ops.console_view(cluster, "web1", since=11)  # 11 left the buffer unread
+    assert (behind["skipped"], behind["lines"][0]) == (1, "b")
+    assert vm_ops.console_view(cluster, "quiet")["hint"] == HINT
+    with pytest.raises(vm_ops.InvalidInput, match="since must be a position"):
+        vm_ops.console_view(cluster, "web1", since=-1)
