@@ -76,8 +76,11 @@ def follow_console(
         if step.text:
             emit(step.text)
         state = step.state
-        # The watch fires on every change; a missed wake-up is bounded by the timeout.
-        changed.wait(5.0)
+        # Only a change of the buffer wakes it (kazoo re-arms the watch after a reconnect);
+        # the timeout only lets it notice ``stop``.
+        while not changed.wait(1.0):
+            if stop.is_set():
+                return
         changed.clear()
         if stop.is_set():
             return
