@@ -255,7 +255,9 @@ class ConsoleWatchers:
             if stat is None or feed.buffer is None or feed.identity is None:
                 feed.dirty = False
                 return
-            with open(feed.path, "rb") as handle:
+            # Not through a symbolic link (one made after the directory check, say).
+            descriptor = os.open(feed.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(descriptor, "rb") as handle:
                 handle.seek(feed.committed)
                 data = handle.read(READ_CHUNK)
             lines, partial, consumed = split_complete(data)
