@@ -37,6 +37,7 @@ bench: venv system-deps
 	$(BIN)/python benchmarks/vm_list.py
 	$(BIN)/python benchmarks/lifecycle.py
 	$(BIN)/python benchmarks/ha.py
+	$(BIN)/python benchmarks/console.py
 
 MODE ?= qemu
 
