@@ -137,3 +137,14 @@ def test_a_file_outside_the_console_directory_is_never_read(
     wait_lines(c, neighbour, ["fed"])
     assert buffer_of(c, uuid).lines == ()
     assert "outside" in c.daemons["hv1"].log_path.read_text()
+
+
+def test_a_rotated_log_is_read_from_its_start(console_cluster: LocalCluster) -> None:
+    c = console_cluster
+    uuid = start(c, "con6")
+    log = c.console_log("con6")
+    log.write_text("old file\n")
+    wait_lines(c, uuid, ["old file"])
+    log.rename(log.with_suffix(".log.1"))  # logrotate's move, then a new file
+    log.write_text("new file 1\nnew file 2\n")
+    wait_lines(c, uuid, ["old file", "new file 1", "new file 2"])
