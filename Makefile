@@ -29,8 +29,8 @@ integration: venv system-deps
 	$(BIN)/pytest -q tests/integration
 
 lint: venv system-deps
-	$(BIN)/ruff check common client-cli node-daemon tests benchmarks docs
-	$(BIN)/ruff format --check common client-cli node-daemon tests benchmarks docs
+	$(BIN)/ruff check common client-cli node-daemon api-daemon tests benchmarks docs
+	$(BIN)/ruff format --check common client-cli node-daemon api-daemon tests benchmarks docs
 	$(BIN)/mypy
 
 bench: venv system-deps

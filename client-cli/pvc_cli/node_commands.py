@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Any
 
 import click
 
 from pvc_common import maintenance, node_ops
-from pvc_common.models import NodeRecord
 
 from .context import store_of
 from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
@@ -18,17 +15,6 @@ from .output import Cell, echo, format_option, render_data, render_fields, rende
 @click.group()
 def node() -> None:
     """List and inspect nodes; flush them for maintenance and make them ready again."""
-
-
-def node_as_dict(record: NodeRecord, live: frozenset[str]) -> dict[str, Any]:
-    """A node as plain data, without its BMC password; ``live`` names nodes with a session."""
-    data = dataclasses.asdict(record)
-    data["session_alive"] = record.name in live
-    data.pop("ipmipassword", None)
-    data.pop("version", None)
-    data["staticdata"] = list(record.staticdata)
-    data["runningdomains"] = list(record.runningdomains)
-    return data
 
 
 @node.command(name="list")
@@ -40,7 +26,7 @@ def list_command(ctx: click.Context, output_format: str) -> None:
     nodes = node_ops.list_nodes(store)
     if output_format != "pretty":
         live = node_ops.live_nodes(store)
-        echo(render_data([node_as_dict(n, live) for n in nodes], output_format))
+        echo(render_data([node_ops.node_as_dict(n, live) for n in nodes], output_format))
         return
     headers = [
         "Name",
@@ -84,7 +70,7 @@ def info(ctx: click.Context, output_format: str, name: str) -> None:
     n = node_ops.node_info(store, name)
     live = node_ops.live_nodes(store)
     if output_format != "pretty":
-        echo(render_data(node_as_dict(n, live), output_format))
+        echo(render_data(node_ops.node_as_dict(n, live), output_format))
         return
     ago = f" ({max(0, int(time.time()) - n.keepalive)} s ago)" if n.keepalive else " (never)"
     click.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from . import schema
@@ -64,6 +65,18 @@ def live_nodes(store: ZkStore) -> frozenset[str]:
     if not store.exists(schema.LIVENESS_PATH):
         return frozenset()
     return frozenset(store.children(schema.LIVENESS_PATH))
+
+
+def node_as_dict(record: NodeRecord, live: frozenset[str]) -> dict[str, Any]:
+    """A node as plain data (CLI JSON, API), without its BMC password; ``live`` names the
+    nodes whose daemon holds a ZooKeeper session."""
+    data = dataclasses.asdict(record)
+    data["session_alive"] = record.name in live
+    data.pop("ipmipassword", None)
+    data.pop("version", None)
+    data["staticdata"] = list(record.staticdata)
+    data["runningdomains"] = list(record.runningdomains)
+    return data
 
 
 def node_info(store: ZkStore, name: str) -> NodeRecord:

@@ -1,0 +1,1 @@
+"""pvcapid: the cluster over HTTP (a Flask application served by gunicorn)."""

@@ -1,0 +1,176 @@
+"""The Flask application: the routes of :mod:`pvc_apid.routes`, API keys, JSON errors.
+
+Every answer is JSON. Errors are ``{"message": ...}`` with the status of the project's
+error class (400 invalid, 401 unauthenticated, 404 not found, 409 conflict, 412 not
+possible now, 503 ZooKeeper unavailable); never an HTML page, never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from pvc_common.errors import InvalidInput, PvcError
+from pvc_common.store import ZkStore
+
+from .routes import PREFIX, ROUTES, Route, read_params
+
+log = logging.getLogger(__name__)
+
+#: The header carrying the API key.
+KEY_HEADER = "X-Api-Key"
+
+
+def key_accepted(given: str | None, keys: Sequence[str]) -> bool:
+    """Whether ``given`` is one of ``keys``, compared in constant time.
+
+    Every key is compared (no early return), so the time taken does not tell which key,
+    or how much of one, matched.
+    """
+    if not given:
+        return False
+    candidate = given.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.encode())
+    return matched
+
+
+def create_app(store: ZkStore, *, keys: Sequence[str], authentication: bool = True) -> Flask:
+    """The application, serving ``store``'s cluster."""
+    app = Flask("pvcapid")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    def error(status: int, message: str) -> tuple[Response, int]:
+        return jsonify({"message": message}), status
+
+    @app.errorhandler(PvcError)
+    def pvc_error(caught: PvcError) -> tuple[Response, int]:
+        return error(caught.http_status, str(caught))
+
+    @app.errorhandler(HTTPException)
+    def http_error(caught: HTTPException) -> tuple[Response, int]:
+        return error(caught.code or 500, caught.description or caught.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(caught: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error(500, "internal error (see the API daemon's log)")
+
+    @app.before_request
+    def authenticate() -> tuple[Response, int] | None:
+        route = _route_of(request.endpoint)
+        if not authentication or (route is not None and route.public):
+            return None
+        if request.endpoint == "openapi":
+            return None
+        if not key_accepted(request.headers.get(KEY_HEADER), keys):
+            return error(401, f"a valid API key is required in the {KEY_HEADER} header")
+        return None
+
+    for route in ROUTES:
+        app.add_url_rule(
+            PREFIX + route.path,
+            endpoint=_endpoint(route),
+            view_func=_view(store, route),
+            methods=[route.method],
+        )
+
+    @app.get(PREFIX + "/openapi.json", endpoint="openapi")
+    def openapi() -> Response:
+        return jsonify(openapi_document())
+
+    return app
+
+
+def _endpoint(route: Route) -> str:
+    return f"{route.method} {route.path or '/'}"
+
+
+def _route_of(endpoint: str | None) -> Route | None:
+    return next((route for route in ROUTES if _endpoint(route) == endpoint), None)
+
+
+def _view(store: ZkStore, route: Route) -> Any:
+    def view(**path: str) -> Response:
+        given: dict[str, Any] = dict(request.args.items())
+        given.update(request.form.items())
+        body = request.get_json(silent=True) if request.data else None
+        if request.data and not isinstance(body, dict):
+            raise InvalidInput("the request body must be a JSON object")
+        given.update(body or {})
+        result = route.handler(store, **path, **read_params(route, given))
+        return jsonify(result)
+
+    return view
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+_PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3 description, generated from :data:`ROUTES`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        path = _PATH_VARIABLE.sub(r"{\1}", PREFIX + route.path)
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _PATH_VARIABLE.findall(route.path)
+        ] + [
+            {
+                "name": param.name,
+                "in": "query",
+                "required": param.required,
+                "description": param.description,
+                "schema": {"type": param.kind},
+            }
+            for param in route.params
+        ]
+        responses: dict[str, Any] = {
+            "200": {"description": "OK", "content": {"application/json": {}}},
+            "400": {"$ref": "#/components/responses/Error"},
+            "404": {"$ref": "#/components/responses/Error"},
+            "503": {"$ref": "#/components/responses/Error"},
+        }
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": _endpoint(route),
+            "parameters": parameters,
+            "responses": responses,
+        }
+        if route.public:
+            operation["security"] = []
+        else:
+            responses["401"] = {"$ref": "#/components/responses/Error"}
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pvcapid", "version": "1"},
+        "paths": paths,
+        "security": [{"ApiKey": []}],
+        "components": {
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": KEY_HEADER}},
+            "responses": {
+                "Error": {
+                    "description": "An error, said in one line",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"message": {"type": "string"}},
+                                "required": ["message"],
+                            }
+                        }
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,271 @@
+"""``pvcapid`` as a real server process (gunicorn) over real HTTP, on a real ZooKeeper.
+
+Requests go through urllib from this process to the daemon on loopback; every answer,
+errors included, must be JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvc_common.console import ConsoleBuffer
+from pvc_common.console_store import read_console, write_console
+from pvc_common.store import ZkStore
+from tests.harness.zookeeper import find_free_port, wait_until
+from tests.integration.conftest import PvcRunner, domain_xml, vm_uuid
+
+PVCAPID = str(Path(sys.executable).with_name("pvcapid"))
+KEY = "k" * 8 + "-test-key-0123456789"
+
+
+@dataclass
+class Api:
+    """A running pvcapid: its base URL and how to call it."""
+
+    base: str
+    context: ssl.SSLContext | None = None
+
+    def call(
+        self, path: str, *, key: str | None = KEY, method: str = "GET", body: bytes | None = None
+    ) -> tuple[int, Any]:
+        request = urllib.request.Request(self.base + path, method=method, data=body)
+        if key is not None:
+            request.add_header("X-Api-Key", key)
+        if body is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self.context) as answer:
+                status, payload = answer.status, answer.read()
+                content_type = answer.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as error:
+            status, payload = error.code, error.read()
+            content_type = error.headers.get("Content-Type", "")
+        assert content_type.startswith("application/json"), (status, content_type, payload)
+        return status, json.loads(payload)
+
+
+def start_api(config: Path, base: str, context: ssl.SSLContext | None) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [PVCAPID, "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    api = Api(base, context)
+
+    def answers() -> bool:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            return api.call("/api/v1", key=None)[0] == 200
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+
+    try:
+        wait_until(answers, 30, "pvcapid does not answer")
+    except BaseException:
+        stop_api(process)
+        raise
+    return process
+
+
+def stop_api(process: subprocess.Popen[bytes]) -> None:
+    """Stop the daemon and its gunicorn worker (its own process group, by its PID)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def write_config(path: Path, zk_hosts: str, port: int, **api: Any) -> Path:
+    lines = [
+        "zookeeper:",
+        f"  hosts: {zk_hosts}",
+        "api:",
+        f"  port: {port}",
+        "  keys:",
+        f"    - {KEY}",
+        *(f"  {key}: {value}" for key, value in api.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def api(cluster: ZkStore, zk_hosts: str, tmp_path: Path) -> Iterator[Api]:
+    port = find_free_port()
+    config = write_config(tmp_path / "pvcapid.yaml", zk_hosts, port)
+    process = start_api(config, f"http://127.0.0.1:{port}", None)
+    try:
+        yield Api(f"http://127.0.0.1:{port}")
+    finally:
+        stop_api(process)
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def test_the_version_endpoint_needs_no_key(api: Api) -> None:
+    status, data = api.call("/api/v1", key=None)
+    assert status == 200 and data["name"] == "pvcapid" and data["schema_version"] >= 3
+
+
+@pytest.mark.parametrize(
+    "key",
+    [None, "", "wrong-key-wrong-key-wrong", KEY[:-1], KEY + "x"],
+    ids=["missing", "empty", "wrong", "prefix", "longer"],
+)
+def test_every_other_endpoint_refuses_a_bad_key(api: Api, key: str | None) -> None:
+    status, data = api.call("/api/v1/node", key=key)
+    assert status == 401 and "X-Api-Key" in data["message"]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_nodes_and_status(api: Api) -> None:
+    status, nodes = api.call("/api/v1/node")
+    assert status == 200 and [node["name"] for node in nodes] == ["hv1", "hv2", "hv3"]
+    assert all("ipmipassword" not in node for node in nodes)
+    status, node = api.call("/api/v1/node/hv2")
+    assert status == 200 and node["name"] == "hv2"
+    status, cluster_status = api.call("/api/v1/status")
+    assert status == 200 and cluster_status["nodes"]["total"] == 3
+
+
+def test_vms_as_the_cli_shows_them(api: Api, pvc: PvcRunner) -> None:
+    pvc.define(domain_xml("web1", vm_uuid(1)), "--target", "hv1")
+    pvc.define(domain_xml("db1", vm_uuid(2)), "--target", "hv2")
+    status, vms = api.call("/api/v1/vm")
+    assert status == 200 and sorted(vm["name"] for vm in vms) == ["db1", "web1"]
+    assert [vm["name"] for vm in api.call("/api/v1/vm?node=hv2")[1]] == ["db1"]
+    status, vm = api.call("/api/v1/vm/web1")
+    assert status == 200
+    assert {key: vm[key] for key in ("uuid", "state", "node")} == {
+        key: pvc.info("web1")[key] for key in ("uuid", "state", "node")
+    }
+
+
+def test_console_with_a_position(api: Api, pvc: PvcRunner, cluster: ZkStore) -> None:
+    pvc.define(domain_xml("web1", vm_uuid(1)), "--target", "hv1")
+    _, version = read_console(cluster, vm_uuid(1))
+    write_console(cluster, vm_uuid(1), ConsoleBuffer(first=5, lines=("a", "a", "b")), version)
+    status, data = api.call("/api/v1/vm/web1/console?lines=2")
+    assert status == 200 and data["lines"] == ["a", "b"] and data["next"] == 8
+    status, data = api.call("/api/v1/vm/web1/console?since=7")
+    assert (status, data["lines"], data["skipped"]) == (200, ["b"], 0)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "phrase"),
+    [
+        ("/api/v1/vm/nosuch", 404, "nosuch"),
+        ("/api/v1/node/nosuch", 404, "nosuch"),
+        ("/api/v1/vm?state=sleeping", 400, "invalid state"),
+        ("/api/v1/vm?colour=red", 400, "unknown parameter"),
+        ("/api/v1/vm/web1/console?lines=many", 400, "must be an integer"),
+        ("/api/v1/nothing/here", 404, "not found"),
+    ],
+)
+def test_errors_are_one_line_json_with_the_right_status(
+    api: Api, pvc: PvcRunner, path: str, status: int, phrase: str
+) -> None:
+    pvc.define(domain_xml("web1", vm_uuid(1)), "--target", "hv1")
+    got, data = api.call(path)
+    assert got == status and phrase in data["message"].lower() and "\n" not in data["message"]
+
+
+def test_a_json_body_that_is_not_an_object_is_refused(api: Api) -> None:
+    status, data = api.call("/api/v1/vm", method="GET", body=b"[1, 2]")
+    assert status == 400 and "JSON object" in data["message"]
+
+
+# --------------------------------------------------------------------------- TLS, config
+
+
+def test_tls_when_configured(cluster: ZkStore, zk_hosts: str, tmp_path: Path) -> None:
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(certificate),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    port = find_free_port()
+    config = write_config(
+        tmp_path / "tls.yaml", zk_hosts, port, tls_certificate=certificate, tls_key=key
+    )
+    context = ssl.create_default_context(cafile=str(certificate))
+    process = start_api(config, f"https://127.0.0.1:{port}", context)
+    try:
+        api = Api(f"https://127.0.0.1:{port}", context)
+        assert api.call("/api/v1/node")[0] == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            # Plain HTTP to the TLS port gets no HTTP answer.
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1", timeout=5)
+    finally:
+        stop_api(process)
+
+
+def run_pvcapid(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PVCAPID, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_validate_config_masks_the_keys(zk_hosts: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", zk_hosts, 7370)
+    result = run_pvcapid("--config", str(config), "--validate-config")
+    assert result.returncode == 0 and "********" in result.stdout and KEY not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        ({"port": 0}, "api.port: must be a port number"),
+        ({"tls_key": "/k.pem"}, "give both or neither"),
+        ({"authentication": "'yes'"}, "api.authentication: must be true or false"),
+        ({"listen_adress": "0.0.0.0"}, "did you mean 'listen_address'"),
+    ],
+)
+def test_a_bad_config_is_one_clear_line(
+    zk_hosts: str, tmp_path: Path, extra: dict[str, Any], phrase: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    write_config(path, zk_hosts, 7370)
+    text = path.read_text()
+    for key, value in extra.items():
+        text = text.replace("  port: 7370", f"  port: 7370\n  {key}: {value}", 1)
+        if key == "port":
+            text = text.replace("  port: 7370\n", "", 1)
+    path.write_text(text)
+    result = run_pvcapid("--config", str(path), "--validate-config")
+    assert result.returncode == 2 and phrase in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and KEY not in result.stderr
+
+
+def test_short_keys_are_refused_without_showing_them(zk_hosts: str, tmp_path: Path) -> None:
+    path = tmp_path / "short.yaml"
+    path.write_text(f"zookeeper:\n  hosts: {zk_hosts}\napi:\n  keys: [tooshort]\n")
+    result = run_pvcapid("--config", str(path), "--validate-config")
+    assert result.returncode == 2 and "key #1 is shorter than 16" in result.stderr
+    assert "tooshort" not in result.stderr
