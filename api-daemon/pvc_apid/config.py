@@ -15,16 +15,15 @@ import yaml
 from pvc_common.config_file import (
     ConfigError,
     Problem,
+    ZooKeeperSection,
     absolute_path,
     boolean,
     integer,
     load_yaml,
     parse_sections,
     reads,
-    seconds,
     show,
     text,
-    zookeeper_hosts,
 )
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/pvc/pvcapid.yaml")
@@ -53,16 +52,6 @@ def _keys(value: object) -> tuple[str, ...]:
         # The key itself is a secret: name it by its place in the list only.
         raise Problem(f"key #{short[0] + 1} is shorter than {MIN_KEY_LENGTH} characters")
     return tuple(value)
-
-
-@dataclass(frozen=True)
-class ZooKeeperSection:
-    """The ZooKeeper ensemble."""
-
-    #: ``host:port,host:port`` (or a list), optionally ending with a chroot.
-    hosts: str = field(metadata=reads(zookeeper_hosts))
-    #: Session timeout, seconds.
-    timeout: float = field(default=10.0, metadata=reads(seconds))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
@@ -292,3 +292,16 @@ def parse_sections(data: object, sections: Mapping[str, type[Any]], source: str)
     if problems:
         raise ConfigError(source, problems)
     return parsed
+
+
+# --------------------------------------------------------------------------- shared sections
+
+
+@dataclass(frozen=True)
+class ZooKeeperSection:
+    """The ensemble a daemon coordinates through (the ``zookeeper`` section)."""
+
+    #: Connect string, ``host:port,host:port`` (or a list) with an optional ``/chroot``.
+    hosts: str = field(metadata=reads(zookeeper_hosts))
+    #: Seconds to connect, and before a lost connection counts as such.
+    timeout: float = field(default=10.0, metadata=reads(seconds))

@@ -23,6 +23,7 @@ from pvc_common import schema
 from pvc_common.config_file import (
     ConfigError,
     Problem,
+    ZooKeeperSection,
     absolute_path,
     boolean,
     choice,
@@ -34,7 +35,6 @@ from pvc_common.config_file import (
     seconds,
     show,
     text,
-    zookeeper_hosts,
 )
 from pvc_common.config_file import command as command_line
 from pvc_common.config_file import string as any_string
@@ -99,16 +99,6 @@ class NodeSection:
     coordinator: bool = field(default=False, metadata=reads(boolean))
     #: How peer nodes reach this host; rendered into the URI templates.
     address: str = field(default="127.0.0.1", metadata=reads(text))
-
-
-@dataclass(frozen=True)
-class ZooKeeperSection:
-    """The ensemble the daemon coordinates through."""
-
-    #: Connect string, ``host:port,host:port`` with an optional ``/chroot``.
-    hosts: str = field(metadata=reads(zookeeper_hosts))
-    #: Seconds to connect, and before a lost connection counts as such.
-    timeout: float = field(default=10.0, metadata=reads(seconds))
 
 
 @dataclass(frozen=True)
