@@ -106,7 +106,9 @@ def _view(store: ZkStore, route: Route) -> Any:
             raise InvalidInput("the request body must be a JSON object")
         given.update(body or {})
         result = route.handler(store, **path, **read_params(route, given))
-        return jsonify(result)
+        answer = jsonify(result)
+        answer.status_code = route.status
+        return answer
 
     return view
 
@@ -135,7 +137,7 @@ def openapi_document() -> dict[str, Any]:
             for param in route.params
         ]
         responses: dict[str, Any] = {
-            "200": {"description": "OK", "content": {"application/json": {}}},
+            str(route.status): {"description": "OK", "content": {"application/json": {}}},
             "400": {"$ref": "#/components/responses/Error"},
             "404": {"$ref": "#/components/responses/Error"},
             "503": {"$ref": "#/components/responses/Error"},

@@ -36,8 +36,8 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "threads": api.threads,
             "accesslog": "-",
             "errorlog": "-",
-            # Never the default 30 s kill of a request waiting on ZooKeeper's reconnect.
-            "timeout": 120,
+            # A request may wait for a flush (wait=true, up to its wait_timeout).
+            "timeout": 3600,
         }
         if api.tls_certificate and api.tls_key:
             settings["certfile"] = api.tls_certificate

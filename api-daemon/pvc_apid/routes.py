@@ -7,13 +7,15 @@ of ``pvc_common`` (the same the CLI calls): no business logic lives here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pvc_common import cluster_ops, node_ops, schema, vm_ops
+from pvc_common import cluster_ops, maintenance, network_ops, node_ops, schema, vm_ops
 from pvc_common.errors import InvalidInput
 from pvc_common.store import ZkStore
+from pvc_common.vm_wait import wait_for_vm
 
 #: The API's version prefix.
 PREFIX = "/api/v1"
@@ -40,6 +42,8 @@ class Route:
     params: tuple[Param, ...] = ()
     #: Answered without an API key (version/health, and the API's own description).
     public: bool = False
+    #: The status of a success (201 for a creation).
+    status: int = 200
 
 
 def read_params(route: Route, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,11 +124,193 @@ def _console(
     return vm_ops.console_view(store, vm, lines=lines, since=since)
 
 
+def _define(
+    store: ZkStore,
+    xml: str,
+    node: str | None = None,
+    limit: str | None = None,
+    selector: str = "none",
+    autostart: bool = False,
+    migration_method: str = "none",
+) -> dict[str, Any]:
+    record = vm_ops.define_vm(
+        store,
+        xml,
+        target=node,
+        limit=limit,
+        selector=selector,
+        autostart=autostart,
+        migration_method=migration_method,
+    )
+    return vm_ops.vm_info(store, record.uuid).as_dict()
+
+
+def _meta(
+    store: ZkStore,
+    vm: str,
+    limit: str | None = None,
+    selector: str | None = None,
+    autostart: bool | None = None,
+    migration_method: str | None = None,
+) -> dict[str, Any]:
+    record = vm_ops.set_vm_meta(
+        store,
+        vm,
+        limit=limit,
+        selector=selector,
+        autostart=autostart,
+        migration_method=migration_method,
+    )
+    return vm_ops.vm_info(store, record.uuid).as_dict()
+
+
+def _modify(store: ZkStore, vm: str, xml: str, restart: bool = False) -> dict[str, Any]:
+    record = vm_ops.modify_vm(store, vm, xml, restart=restart)
+    return vm_ops.vm_info(store, record.uuid).as_dict()
+
+
+def _delete(store: ZkStore, vm: str, delete_disks: bool = False) -> dict[str, Any]:
+    record = vm_ops.remove_vm(store, vm) if delete_disks else vm_ops.undefine_vm(store, vm)
+    return {"message": f"VM {record.name!r} removed", "uuid": record.uuid}
+
+
+def _followed(
+    store: ZkStore, record: Any, action: str, wait: bool, wait_timeout: int
+) -> dict[str, Any]:
+    """The VM after a request; with ``wait``, the request's outcome too (as --wait)."""
+    answer: dict[str, Any] = {"vm": vm_ops.vm_info(store, record.uuid).as_dict()}
+    if wait:
+        target = record.node if action in ("migrate", "move", "unmigrate") else ""
+        outcome = wait_for_vm(
+            store, record.uuid, action, target=target, request=record.request, timeout=wait_timeout
+        )
+        answer["outcome"] = {"ok": outcome.ok, "message": outcome.message}
+        answer["vm"] = vm_ops.vm_info(store, record.uuid).as_dict()
+    return answer
+
+
+def _state_of(store: ZkStore, vm: str) -> dict[str, Any]:
+    view = vm_ops.vm_info(store, vm).as_dict()
+    return {"name": view["name"], "uuid": view["uuid"], "state": view["state"]}
+
+
+def _set_state(
+    store: ZkStore, vm: str, state: str, wait: bool = False, wait_timeout: int = 120
+) -> dict[str, Any]:
+    record = vm_ops.change_vm_state(store, vm, state)
+    return _followed(store, record, state, wait, wait_timeout)
+
+
+def _node_of(store: ZkStore, vm: str) -> dict[str, Any]:
+    view = vm_ops.vm_info(store, vm).as_dict()
+    return {key: view[key] for key in ("name", "uuid", "node", "lastnode", "migrated")}
+
+
+def _move(
+    store: ZkStore,
+    vm: str,
+    action: str,
+    node: str | None = None,
+    force: bool = False,
+    wait: bool = False,
+    wait_timeout: int = 120,
+) -> dict[str, Any]:
+    if action == "migrate":
+        record = vm_ops.migrate_vm(store, vm, target=node, force=force)
+    elif action == "move":
+        record = vm_ops.move_vm(store, vm, target=node)
+    elif action == "unmigrate":
+        record = vm_ops.unmigrate_vm(store, vm)
+    else:
+        raise InvalidInput(f"invalid action {action!r}: use migrate, move or unmigrate")
+    return _followed(store, record, action, wait, wait_timeout)
+
+
+def _flush_locks(store: ZkStore, vm: str) -> dict[str, Any]:
+    record = vm_ops.request_flush_locks(store, vm)
+    return {"message": f"RBD lock flush of {record.name!r} requested", "uuid": record.uuid}
+
+
+def _domain_state(store: ZkStore, node: str) -> dict[str, Any]:
+    record = node_ops.node_info(store, node)
+    return {"name": record.name, "domainstate": record.domainstate}
+
+
+def _set_domain_state(
+    store: ZkStore, node: str, state: str, wait: bool = False, wait_timeout: int = 1800
+) -> dict[str, Any]:
+    asked = time.time()
+    record = node_ops.set_node_domain_state(store, node, state)
+    answer: dict[str, Any] = {"name": record.name, "domainstate": record.domainstate}
+    if wait:
+        outcome = maintenance.wait_for_maintenance(
+            store, node, state, started_after=asked, timeout=wait_timeout
+        )
+        answer["outcome"] = {"ok": outcome.ok, "message": outcome.message}
+        answer["vms"] = maintenance.outcome_rows(outcome.record)
+    return answer
+
+
+def _networks(store: ZkStore) -> list[dict[str, Any]]:
+    return [vars(network) for network in network_ops.list_networks(store)]
+
+
+def _network(store: ZkStore, vni: str) -> dict[str, Any]:
+    record = network_ops.network_info(store, vni)
+    return {**vars(record), "vms": network_ops.network_users(store, record.vni)}
+
+
+def _add_network(
+    store: ZkStore, vni: int, description: str = "", nettype: str = "bridged"
+) -> dict[str, Any]:
+    return vars(network_ops.add_network(store, vni, description=description, nettype=nettype))
+
+
+def _remove_network(store: ZkStore, vni: str, force: bool = False) -> dict[str, Any]:
+    record = network_ops.remove_network(store, vni, force=force)
+    return {"message": f"network {record.vni} removed"}
+
+
+WAIT = (
+    Param("wait", "boolean", "wait for the daemons to carry it out and give the outcome"),
+    Param("wait_timeout", "integer", "seconds to wait at most (the request stays in place)"),
+)
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "", "The API's name and versions (no API key needed)", _version, public=True),
     Route("GET", "/status", "Cluster status: health, node and VM counts", _status),
     Route("GET", "/node", "Every node with its states and figures", _nodes),
     Route("GET", "/node/<node>", "One node", _node),
+    Route("GET", "/node/<node>/domain-state", "A node's domain state", _domain_state),
+    Route(
+        "POST",
+        "/node/<node>/domain-state",
+        "Flush a node (drain it for maintenance) or make it ready again",
+        _set_domain_state,
+        (Param("state", "string", "flush or ready", required=True), *WAIT),
+    ),
+    Route("GET", "/network", "Every network", _networks),
+    Route(
+        "POST",
+        "/network",
+        "Add a network",
+        _add_network,
+        (
+            Param("vni", "integer", "its VNI", required=True),
+            Param("description", "string", "a description"),
+            Param("nettype", "string", "bridged or managed"),
+        ),
+        status=201,
+    ),
+    Route("GET", "/network/<vni>", "One network and the VMs using it", _network),
+    Route(
+        "DELETE",
+        "/network/<vni>",
+        "Remove a network",
+        _remove_network,
+        (Param("force", "boolean", "even if VMs use it"),),
+    ),
     Route(
         "GET",
         "/vm",
@@ -136,7 +322,73 @@ ROUTES: tuple[Route, ...] = (
             Param("limit", "string", "only VMs whose name contains this text (or this UUID)"),
         ),
     ),
+    Route(
+        "POST",
+        "/vm",
+        "Define a VM from its libvirt XML (stopped; placed by node, or limit and selector)",
+        _define,
+        (
+            Param("xml", "string", "the libvirt domain XML", required=True),
+            Param("node", "string", "the node to define it on (default: chosen)"),
+            Param("limit", "string", "comma-separated nodes it may run on"),
+            Param("selector", "string", "how a target is chosen: " + ", ".join(schema.SELECTORS)),
+            Param("autostart", "boolean", "start it when its node is next ready"),
+            Param("migration_method", "string", "live, shutdown or none"),
+        ),
+        status=201,
+    ),
     Route("GET", "/vm/<vm>", "One VM, by name or UUID", _vm),
+    Route(
+        "POST",
+        "/vm/<vm>",
+        "Set a VM's metadata (only what is given; limit '' clears it)",
+        _meta,
+        (
+            Param("limit", "string", "comma-separated nodes it may run on ('' = any)"),
+            Param("selector", "string", "how a target is chosen"),
+            Param("autostart", "boolean", "start it when its node is next ready"),
+            Param("migration_method", "string", "live, shutdown or none"),
+        ),
+    ),
+    Route(
+        "PUT",
+        "/vm/<vm>",
+        "Replace a VM's XML",
+        _modify,
+        (
+            Param("xml", "string", "the new libvirt domain XML", required=True),
+            Param("restart", "boolean", "restart it if it runs, to apply the XML"),
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/vm/<vm>",
+        "Undefine a stopped VM (or remove it with its RBD disks)",
+        _delete,
+        (Param("delete_disks", "boolean", "also delete its RBD disks"),),
+    ),
+    Route("GET", "/vm/<vm>/state", "A VM's state", _state_of),
+    Route(
+        "POST",
+        "/vm/<vm>/state",
+        "Ask for a VM state: start, restart, shutdown, stop or disable",
+        _set_state,
+        (Param("state", "string", "the state wanted", required=True), *WAIT),
+    ),
+    Route("GET", "/vm/<vm>/node", "A VM's node and previous node", _node_of),
+    Route(
+        "POST",
+        "/vm/<vm>/node",
+        "Migrate (temporarily), move (for good) or unmigrate a VM",
+        _move,
+        (
+            Param("action", "string", "migrate, move or unmigrate", required=True),
+            Param("node", "string", "the target (default: chosen by its selector)"),
+            Param("force", "boolean", "migrate a migrated VM again, keeping its home"),
+            *WAIT,
+        ),
+    ),
+    Route("POST", "/vm/<vm>/locks", "Clear a stopped VM's stale RBD locks", _flush_locks),
     Route(
         "GET",
         "/vm/<vm>/console",

@@ -269,3 +269,77 @@ def test_short_keys_are_refused_without_showing_them(zk_hosts: str, tmp_path: Pa
     result = run_pvcapid("--config", str(path), "--validate-config")
     assert result.returncode == 2 and "key #1 is shorter than 16" in result.stderr
     assert "tooshort" not in result.stderr
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def post(api: Api, path: str, method: str = "POST", **values: Any) -> tuple[int, Any]:
+    return api.call(path, method=method, body=json.dumps(values).encode())
+
+
+def test_define_and_meta_behave_as_through_the_cli(api: Api, pvc: PvcRunner) -> None:
+    status, vm = post(
+        api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)), limit="hv2,hv3", selector="vms"
+    )
+    # The limit given with the definition places it (no node named): never hv1.
+    assert status == 201 and vm["node"] in ("hv2", "hv3") and vm["node_limit"] == ["hv2", "hv3"]
+    assert pvc.info("web1")["node_limit"] == ["hv2", "hv3"]
+    status, vm = post(api, "/api/v1/vm/web1", autostart=True, migration_method="live")
+    assert status == 200 and vm["node_autostart"] is True and vm["migration_method"] == "live"
+    # Query/form values work as well as a JSON body.
+    status, vm = api.call("/api/v1/vm/web1?selector=mem&autostart=false", method="POST")
+    assert status == 200 and (vm["node_selector"], vm["node_autostart"]) == ("mem", False)
+    status, data = post(api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)))
+    assert status == 409 and "already" in data["message"]
+
+
+@pytest.mark.parametrize(
+    ("values", "status", "phrase"),
+    [
+        ({"xml": "<domain><name>x"}, 400, "invalid domain XML"),
+        ({"xml": domain_xml("web9", vm_uuid(9)), "node": "hv9"}, 404, "hv9"),
+        ({"xml": domain_xml("web9", vm_uuid(9)), "autostart": "perhaps"}, 400, "true or false"),
+        ({"node": "hv1"}, 400, "'xml' is required"),
+    ],
+)
+def test_a_bad_definition_writes_nothing(
+    api: Api, pvc: PvcRunner, values: dict[str, Any], status: int, phrase: str
+) -> None:
+    got, data = post(api, "/api/v1/vm", **values)
+    assert got == status and phrase in data["message"]
+    assert api.call("/api/v1/vm")[1] == []
+
+
+def test_state_and_node_requests_write_intent(api: Api, pvc: PvcRunner) -> None:
+    post(api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)), node="hv1")
+    status, answer = post(api, "/api/v1/vm/web1/state", state="start")
+    assert status == 200 and answer["vm"]["state"] == "start" and "outcome" not in answer
+    assert api.call("/api/v1/vm/web1/state")[1]["state"] == "start"
+    status, data = post(api, "/api/v1/vm/web1/state", state="explode")
+    assert status == 400 and "unknown VM action" in data["message"]
+    status, answer = post(api, "/api/v1/vm/web1/node", action="migrate", node="hv2")
+    assert status == 200 and (answer["vm"]["node"], answer["vm"]["lastnode"]) == ("hv2", "hv1")
+    status, data = post(api, "/api/v1/vm/web1/node", action="migrate", node="hv3")
+    assert status == 412 and "already migrat" in data["message"]
+    # No daemon runs here: a wait ends with its timeout, and says so.
+    post(api, "/api/v1/vm", xml=domain_xml("web2", vm_uuid(2)), node="hv3")
+    status, answer = post(api, "/api/v1/vm/web2/state", state="start", wait=True, wait_timeout=1)
+    assert status == 200 and answer["outcome"]["ok"] is False
+    assert "timed out" in answer["outcome"]["message"]
+    status, data = api.call("/api/v1/vm/web1", method="DELETE")
+    assert status == 412 and "stop it first" in data["message"]
+
+
+def test_undefine_networks_and_node_domain_state(api: Api, pvc: PvcRunner) -> None:
+    post(api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)), node="hv1")
+    status, data = api.call("/api/v1/vm/web1", method="DELETE")
+    assert status == 200 and api.call("/api/v1/vm/web1")[0] == 404
+    assert post(api, "/api/v1/network", vni=100, description="lan")[0] == 201
+    assert [network["vni"] for network in api.call("/api/v1/network")[1]] == [100]
+    assert post(api, "/api/v1/network", vni=100)[0] == 409
+    assert api.call("/api/v1/network/100", method="DELETE")[0] == 200
+    status, data = post(api, "/api/v1/node/hv3/domain-state", state="flush")
+    assert status == 200 and data["domainstate"] == "flush"
+    assert api.call("/api/v1/node/hv3/domain-state")[1]["domainstate"] == "flush"
+    assert post(api, "/api/v1/node/hv3/domain-state", state="sideways")[0] == 400
