@@ -99,7 +99,8 @@ def stop_pid(pid: int | None, marker: str, timeout: float = 10.0) -> None:
 
 @dataclass
 class NodeDaemonProcess:
-    """One ``pvcnoded`` process of the cluster, started and stopped by PID."""
+    """One daemon process of the cluster (a ``pvcnoded``, or the ``pvcapid`` with
+    ``module``), started and stopped by PID."""
 
     name: str
     config_path: Path
@@ -107,12 +108,13 @@ class NodeDaemonProcess:
     die_with_parent: bool
     pid: int | None = None
     _process: subprocess.Popen[bytes] | None = None
+    module: str = "pvc_noded.main"
 
     def start(self) -> None:
         """Start the daemon (its output is appended to :attr:`log_path`)."""
         if self.is_alive():
-            raise ClusterError(f"pvcnoded {self.name} already runs (pid {self.pid})")
-        command = [sys.executable, "-m", "pvc_noded.main", "--config", str(self.config_path)]
+            raise ClusterError(f"{self.module} {self.name} already runs (pid {self.pid})")
+        command = [sys.executable, "-m", self.module, "--config", str(self.config_path)]
         if self.die_with_parent:
             command = ["setpriv", "--pdeathsig", "SIGKILL", "--", *command]
         with self.log_path.open("ab") as log:
@@ -131,7 +133,8 @@ class NodeDaemonProcess:
         """Whether the daemon process runs (zombies count as dead)."""
         if self._process is not None:
             return self._process.poll() is None and pid_is_running(self._process.pid)
-        return bool(self.pid and pid_is_running(self.pid) and "pvc_noded" in _cmdline(self.pid))
+        package = self.module.split(".")[0]
+        return bool(self.pid and pid_is_running(self.pid) and package in _cmdline(self.pid))
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop it cleanly (SIGTERM: running VMs are left running)."""
@@ -164,6 +167,7 @@ class LocalCluster:
         daemon_settings: dict[str, dict[str, Any]] | None = None,
         zookeeper_members: int = 1,
         bmcs: bool = False,
+        api_port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.mode = mode
@@ -186,6 +190,10 @@ class LocalCluster:
         self.daemons: dict[str, NodeDaemonProcess] = {}
         self.image: Any = None  # GuestImage (qemu mode)
         self.disk_image: Any = None  # GuestImage, disk variant (qemu mode, built on demand)
+        #: With ``api_port``: a pvcapid on 127.0.0.1 there, with a generated API key.
+        self.api_port = api_port
+        self.api: NodeDaemonProcess | None = None
+        self.api_key = ""
 
     # ----------------------------------------------------------------- paths
 
@@ -232,6 +240,8 @@ class LocalCluster:
                 )
                 self.daemons[name] = daemon
                 daemon.start()
+            if self.api_port is not None:
+                self._start_api()
             if not self.die_with_parent:  # recorded for make cluster-down
                 self._save_state()
             for name in self.bmcs:
@@ -305,8 +315,49 @@ class LocalCluster:
 
         wait_until(all_running, timeout, "node daemons did not all reach 'run'", interval=0.2)
 
+    @property
+    def api_url(self) -> str:
+        """The API daemon's base URL (``PVC_API_URL``)."""
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    def _start_api(self) -> None:
+        """Start pvcapid with a new random API key; wait until it answers."""
+        import secrets
+        import urllib.request
+
+        directory = self.workdir / "api"
+        directory.mkdir(exist_ok=True)
+        self.api_key = secrets.token_hex(16)
+        config = directory / "pvcapid.yaml"
+        config.write_text(
+            f"zookeeper:\n  hosts: {self.zk_hosts}\n"
+            f"api:\n  listen_address: 127.0.0.1\n  port: {self.api_port}\n"
+            f"  keys:\n    - {self.api_key}\n"
+        )
+        config.chmod(0o600)  # it holds the key
+        self.api = NodeDaemonProcess(
+            "api", config, directory / "pvcapid.log", self.die_with_parent, module="pvc_apid.main"
+        )
+        self.api.start()
+
+        def answers() -> bool:
+            if not self.api or not self.api.is_alive():
+                raise ClusterError(
+                    f"pvcapid exited; its log ends:\n{log_tail(directory / 'pvcapid.log')}"
+                )
+            try:
+                with urllib.request.urlopen(self.api_url, timeout=2) as answer:
+                    return bool(answer.status == 200)
+            except OSError:
+                return False
+
+        wait_until(answers, 30, f"pvcapid does not answer on {self.api_url}", interval=0.2)
+
     def stop(self) -> None:
         """Stop daemons (VMs untouched by them), then hosts with their guests, then ZooKeeper."""
+        if self.api is not None:
+            with contextlib.suppress(Exception):
+                self.api.stop()
         for daemon in self.daemons.values():
             with contextlib.suppress(Exception):
                 daemon.stop()
@@ -339,6 +390,13 @@ class LocalCluster:
                 for name, daemon in self.daemons.items()
             },
         }
+        if self.api is not None:
+            state["api"] = {
+                "pid": self.api.pid,
+                "config": str(self.api.config_path),
+                "port": self.api_port,
+                "key": self.api_key,
+            }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     @classmethod
@@ -362,6 +420,17 @@ class LocalCluster:
                 from tests.harness.hypervisor import LibvirtHost
 
                 cluster.hosts[name] = LibvirtHost.attach(workdir / "hosts", name)
+        if "api" in state:
+            api = state["api"]
+            cluster.api_port, cluster.api_key = int(api["port"]), str(api["key"])
+            cluster.api = NodeDaemonProcess(
+                "api",
+                Path(api["config"]),
+                workdir / "api" / "pvcapid.log",
+                False,
+                module="pvc_apid.main",
+            )
+            cluster.api.pid = api["pid"]
         return cluster
 
     def is_running(self) -> bool:
@@ -369,10 +438,14 @@ class LocalCluster:
         pid = self._zookeeper_server().pid
         zookeeper_alive = bool(pid and pid_is_running(pid) and str(self.workdir) in _cmdline(pid))
         hosts_alive = all(host.is_alive() for host in self.hosts.values())
-        return zookeeper_alive and hosts_alive and all(d.is_alive() for d in self.daemons.values())
+        api_alive = self.api is None or self.api.is_alive()
+        daemons_alive = all(d.is_alive() for d in self.daemons.values())
+        return zookeeper_alive and hosts_alive and daemons_alive and api_alive
 
     def stop_recorded(self) -> None:
         """Stop what :meth:`attach` found (from another process than the one that started it)."""
+        if self.api is not None:
+            self.api.stop()
         for daemon in self.daemons.values():
             daemon.stop()
         for host in self.hosts.values():
@@ -537,8 +610,14 @@ def _usage(cluster: LocalCluster) -> str:
         f"  tail -f {cluster.console_log(DEMO_VM)}",
         "Stop it all with: make cluster-down",
         "",
-        f"export PVC_ZOOKEEPER={cluster.zk_hosts}",
     ]
+    if cluster.api is not None:
+        lines[2:2] = [f"  API         {cluster.api_url} (pvcapid pid {cluster.api.pid})"]
+        lines += [
+            f"export PVC_API_URL={cluster.api_url}",
+            f"export PVC_API_KEY={cluster.api_key}",
+        ]
+    lines.append(f"export PVC_ZOOKEEPER={cluster.zk_hosts}")
     return "\n".join(lines)
 
 
@@ -546,7 +625,7 @@ def _clear_workdir(workdir: Path) -> None:
     """Remove the files of a previous (stopped) cluster, keeping nothing stale."""
     import shutil
 
-    for child in ("zookeeper", "nodes", "hosts", "console", STATE_FILE):
+    for child in ("zookeeper", "nodes", "hosts", "console", "api", STATE_FILE):
         path = workdir / child
         if path.is_dir():
             shutil.rmtree(path)
@@ -554,7 +633,7 @@ def _clear_workdir(workdir: Path) -> None:
             path.unlink()
 
 
-def up(workdir: Path, mode: Mode) -> LocalCluster:
+def up(workdir: Path, mode: Mode, api_port: int = 7370) -> LocalCluster:
     """Bring the cluster up, or leave a running one as it is (idempotent)."""
     if (workdir / STATE_FILE).exists():
         existing = LocalCluster.attach(workdir)
@@ -564,7 +643,7 @@ def up(workdir: Path, mode: Mode) -> LocalCluster:
         print("Stopping what is left of a previous cluster ...", file=sys.stderr)
         existing.stop_recorded()
     _clear_workdir(workdir)
-    cluster = LocalCluster(workdir, mode=mode, die_with_parent=False)
+    cluster = LocalCluster(workdir, mode=mode, die_with_parent=False, api_port=api_port)
     print(
         f"Starting ZooKeeper, {len(cluster.node_names)} hosts and node daemons ...", file=sys.stderr
     )
@@ -601,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("PVC_CLUSTER_MODE", "qemu"),
         help="qemu: real libvirtd hosts and QEMU guests; test: libvirt's test driver (no QEMU)",
     )
+    parser.add_argument(
+        "--api-port", type=int, default=7370, help="port of the API daemon on 127.0.0.1"
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     try:
@@ -611,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster = LocalCluster.attach(workdir)
             print(_usage(cluster) if cluster.is_running() else "The local cluster is not running.")
             return 0 if cluster.is_running() else 1
-        cluster = up(workdir, args.mode)
+        cluster = up(workdir, args.mode, args.api_port)
     except (ClusterError, TimeoutError) as error:
         print(f"cluster: {error}", file=sys.stderr)
         return 1

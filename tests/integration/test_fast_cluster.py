@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pvc_common import schema
 from pvc_common.mutations import update_vm
 from pvc_common.snapshot import find_vm
 from tests.harness.cluster import LocalCluster
-from tests.harness.zookeeper import pid_is_running, wait_until
+from tests.harness.zookeeper import find_free_port, pid_is_running, wait_until
 
 PVC = str(Path(sys.executable).with_name("pvc"))
 
@@ -100,15 +101,27 @@ def test_sigterm_stops_the_daemon_cleanly(fast_cluster: LocalCluster) -> None:
 
 def test_make_cluster_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "tests.harness.cluster"]
-    workdir = ["--workdir", str(tmp_path / "c")]
+    workdir = ["--workdir", str(tmp_path / "c"), "--api-port", str(find_free_port())]
     first = subprocess.run(
         [*command, "up", "--mode", "test", *workdir], capture_output=True, text=True, timeout=120
     )
     assert first.returncode == 0, first.stderr
-    last_line = first.stdout.strip().splitlines()[-1]
+    *_, url_line, key_line, last_line = first.stdout.strip().splitlines()
     assert last_line.startswith("export PVC_ZOOKEEPER=127.0.0.1:")
+    # The API daemon runs too, with a generated key, announced before the last line.
+    assert url_line.startswith("export PVC_API_URL=http://127.0.0.1:")
+    assert key_line.startswith("export PVC_API_KEY=") and len(key_line.split("=", 1)[1]) == 32
+    request = urllib.request.Request(
+        url_line.split("=", 1)[1] + "/node", headers={"X-Api-Key": key_line.split("=", 1)[1]}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert [node["name"] for node in json.loads(answer.read())] == ["hv1", "hv2", "hv3"]
     state = json.loads((tmp_path / "c" / "cluster.json").read_text())
-    pids = [state["zookeeper"]["pid"], *(n["daemon_pid"] for n in state["nodes"].values())]
+    pids = [
+        state["zookeeper"]["pid"],
+        state["api"]["pid"],
+        *(n["daemon_pid"] for n in state["nodes"].values()),
+    ]
     second = subprocess.run(
         [*command, "up", "--mode", "test", *workdir], capture_output=True, text=True, timeout=120
     )
