@@ -8,6 +8,7 @@ possible now, 503 ZooKeeper unavailable); never an HTML page, never a 500 for ba
 from __future__ import annotations
 
 import hmac
+import html
 import logging
 import re
 from collections.abc import Sequence
@@ -68,7 +69,7 @@ def create_app(store: ZkStore, *, keys: Sequence[str], authentication: bool = Tr
         route = _route_of(request.endpoint)
         if not authentication or (route is not None and route.public):
             return None
-        if request.endpoint == "openapi":
+        if request.endpoint in ("openapi", "api-docs"):
             return None
         if not key_accepted(request.headers.get(KEY_HEADER), keys):
             return error(401, f"a valid API key is required in the {KEY_HEADER} header")
@@ -85,6 +86,10 @@ def create_app(store: ZkStore, *, keys: Sequence[str], authentication: bool = Tr
     @app.get(PREFIX + "/openapi.json", endpoint="openapi")
     def openapi() -> Response:
         return jsonify(openapi_document())
+
+    @app.get(PREFIX + "/docs", endpoint="api-docs")
+    def api_docs() -> Response:
+        return Response(api_page(), mimetype="text/html")
 
     return app
 
@@ -176,3 +181,30 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def api_page() -> str:
+    """A plain human-readable page of the endpoints, from the OpenAPI document."""
+    document = openapi_document()
+    rows = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            params = ", ".join(
+                param["name"] + ("*" if param["required"] else "")
+                for param in operation["parameters"]
+                if param["in"] != "path"
+            )
+            key = "" if operation.get("security") == [] else "yes"
+            rows.append(
+                f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation['summary'])}</td><td>{html.escape(params)}</td>"
+                f"<td>{key}</td></tr>"
+            )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>pvcapid API</title></head>"
+        "<body><h1>pvcapid API</h1><p>Parameters come as query values, form values or a JSON "
+        f"object body; * marks required ones. API key: the <code>{KEY_HEADER}</code> header. "
+        f"Machine-readable: <a href='{PREFIX}/openapi.json'>openapi.json</a>.</p>"
+        "<table border='1' cellpadding='4'><tr><th>Method</th><th>Path</th><th>What</th>"
+        "<th>Parameters</th><th>Key</th></tr>" + "".join(rows) + "</table></body></html>"
+    )

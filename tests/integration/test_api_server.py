@@ -343,3 +343,16 @@ def test_undefine_networks_and_node_domain_state(api: Api, pvc: PvcRunner) -> No
     assert status == 200 and data["domainstate"] == "flush"
     assert api.call("/api/v1/node/hv3/domain-state")[1]["domainstate"] == "flush"
     assert post(api, "/api/v1/node/hv3/domain-state", state="sideways")[0] == 400
+
+
+def test_the_sample_config_is_valid_and_documents_every_key() -> None:
+    sample = Path(__file__).parents[2] / "api-daemon" / "pvcapid.sample.yaml"
+    result = run_pvcapid("--config", str(sample), "--validate-config")
+    assert result.returncode == 0, result.stderr
+    text = sample.read_text()
+    from pvc_apid.config import SECTIONS
+
+    for section, cls in SECTIONS.items():
+        assert f"\n{section}:\n" in f"\n{text}"
+        for name in cls.__dataclass_fields__:
+            assert f"\n  {name}:" in text, f"{section}.{name} is not in the sample"

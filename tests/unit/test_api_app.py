@@ -22,8 +22,8 @@ def test_the_openapi_document_lists_exactly_the_served_routes() -> None:
     }
     document: dict[str, Any] = openapi_document()
     described = {(path, method) for path, ops in document["paths"].items() for method in ops}
-    # The document describes every route but itself.
-    assert described == served - {("/api/v1/openapi.json", "get")}
+    # The document describes every route but itself and its human-readable page.
+    assert described == served - {("/api/v1/openapi.json", "get"), ("/api/v1/docs", "get")}
     for path, ops in document["paths"].items():
         for operation in ops.values():
             names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
@@ -44,3 +44,13 @@ def test_key_check() -> None:
     assert not key_accepted(KEYS[0][:-1], KEYS)  # a prefix
     assert not key_accepted(KEYS[0] + "x", KEYS)
     assert not key_accepted(KEYS[0], ())
+
+
+def test_the_human_readable_page_lists_every_endpoint() -> None:
+    client = create_app(cast(ZkStore, None), keys=KEYS).test_client()
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    for path, operations in openapi_document()["paths"].items():
+        assert f"<code>{path}</code>" in text
+        assert all(f"<td>{method.upper()}</td>" in text for method in operations)
