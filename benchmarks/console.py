@@ -108,6 +108,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from machine_facts import cpu_model, zookeeper_version
 from timing_table import banner, column_header, rule, timing_row
 
 from pvc_common import schema, vm_ops
@@ -857,34 +858,6 @@ def measure_idle(
 
 
 # --------------------------------------------------------------------------- the report
-
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def zookeeper_version(hosts: str) -> str:
-    """The version the cluster's ZooKeeper server reports (four-letter word ``srvr``)."""
-    from tests.harness.zookeeper import four_letter_word
-
-    host, _, port = hosts.split(",")[0].rpartition(":")
-    try:
-        reply = four_letter_word(int(port), "srvr", host=host, timeout=2.0)
-    except OSError as error:
-        return f"unknown ({error})"
-    for line in reply.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "zookeeper version":
-            return re.sub(r"-\$\{[^}]*\}", "", value.strip().split(",")[0])
-    return "unknown"
 
 
 def machine_facts() -> dict[str, Any]:

@@ -1,0 +1,36 @@
+"""What the benchmarks report about the machine and software they ran on."""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def zookeeper_version(hosts: str) -> str:
+    """The version the cluster's ZooKeeper server reports (four-letter word ``srvr``)."""
+    from tests.harness.zookeeper import four_letter_word
+
+    host, _, port = hosts.split(",")[0].rpartition(":")
+    try:
+        reply = four_letter_word(int(port), "srvr", host=host, timeout=2.0)
+    except OSError as error:
+        return f"unknown ({error})"
+    for line in reply.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "zookeeper version":
+            # Debian's build leaves an unexpanded Maven placeholder in the version.
+            return re.sub(r"-\$\{[^}]*\}", "", value.strip().split(",")[0])
+    return "unknown"
