@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pvc_common import cluster_ops, schema_upgrade
+from pvc_common import audit, cluster_ops, schema_upgrade
 
 from .context import store_of
 from .output import Cell, echo, format_option, render_data, render_fields
@@ -12,7 +12,7 @@ from .output import Cell, echo, format_option, render_data, render_fields
 
 @click.group()
 def cluster() -> None:
-    """Create the cluster's ZooKeeper tree and show its status."""
+    """Create the cluster's ZooKeeper tree, upgrade and check it, and show its status."""
 
 
 @cluster.command()
@@ -42,6 +42,33 @@ def upgrade(ctx: click.Context) -> None:
         click.echo(f"The schema is already at version {after}")
     else:
         click.echo(f"Schema upgraded from version {before} to {after}")
+
+
+@cluster.command()
+@format_option()
+@click.pass_context
+def check(ctx: click.Context, output_format: str) -> None:
+    """Check every stored key strictly; list each malformed one (exit 1 if any).
+
+    Listings read damaged keys leniently (a bad number reads as 0), so damage left by a
+    hand edit or another tool can go unseen. This reads the whole tree and reports every
+    value this program would never write: a state outside the schema, a limit or node
+    naming an unknown node, XML that does not parse or names another UUID, a missing or
+    unknown key, two VMs with one name. It changes nothing.
+    """
+    report = audit.audit_cluster(store_of(ctx))
+    if output_format != "pretty":
+        echo(render_data(report.as_dict(), output_format))
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+        checked = f"{report.vms} VMs, {report.nodes} nodes, {report.networks} networks"
+        if report.ok:
+            click.echo(f"No problems found ({checked} checked)")
+        else:
+            click.echo(f"{len(report.problems)} problem(s) found ({checked} checked)")
+    if not report.ok:
+        ctx.exit(1)
 
 
 @cluster.command()

@@ -332,3 +332,48 @@ def test_an_older_tree_is_refused_until_upgraded_and_upgrade_is_idempotent(
     assert cluster.get(schema.domain_key_path(vm_uuid(1), "request")).data == b"0"
     pvc("vm", "start", "old1")
     assert cluster.get(schema.domain_key_path(vm_uuid(1), "request")).data == b"1"
+
+
+# --------------------------------------------------------------------------- check
+
+
+def test_check_passes_a_tree_written_by_the_commands_and_names_each_damaged_key(
+    pvc: PvcRunner, store: ZkStore, tmp_path: Path
+) -> None:
+    define(pvc, tmp_path, "web1", 1)
+    define(pvc, tmp_path, "web2", 2)
+    pvc("vm", "meta", "web1", "--limit", "hv1,hv2", "--selector", "vms", "--autostart")
+    pvc("vm", "start", "web2")
+    pvc("network", "add", "100", "--description", "front")
+    pvc("node", "flush", "hv3")
+
+    assert pvc("cluster", "check").stdout == (
+        "No problems found (2 VMs, 3 nodes, 1 networks checked)\n"
+    )
+    before = tree(store)
+
+    uuid = vm_uuid(1)
+    store.commit(
+        [
+            SetData(schema.domain_key_path(uuid, "node_limit"), b"hv1,hv9"),
+            SetData(schema.domain_key_path(uuid, "node_autostart"), b"maybe"),
+        ]
+    )
+    damaged = pvc("cluster", "check", expect=1).stdout.splitlines()
+    assert damaged == [
+        f"/domains/{uuid}/node_autostart: 'maybe' is not one of True, False",
+        f"/domains/{uuid}/node_limit: names unknown node(s) hv9",
+        "2 problem(s) found (2 VMs, 3 nodes, 1 networks checked)",
+    ]
+    data = json.loads(pvc("cluster", "check", "-o", "json", expect=1).stdout)
+    assert data["ok"] is False
+    assert {problem["path"] for problem in data["problems"]} == {
+        f"/domains/{uuid}/node_autostart",
+        f"/domains/{uuid}/node_limit",
+    }
+    # The check only reads: nothing but the two damaged keys differs from before.
+    after = tree(store)
+    assert {path for path in after if after[path] != before.get(path)} == {
+        schema.domain_key_path(uuid, "node_limit"),
+        schema.domain_key_path(uuid, "node_autostart"),
+    }
