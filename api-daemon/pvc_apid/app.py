@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from pvc_common.errors import InvalidInput, PvcError
 from pvc_common.store import ZkStore
 
-from .routes import PREFIX, ROUTES, Route, read_params
+from .routes import DEFAULT_MAX_WAIT, PREFIX, ROUTES, WAIT_TIMEOUT, Param, Route, read_params
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,14 @@ def key_accepted(given: str | None, keys: Sequence[str]) -> bool:
     return matched
 
 
-def create_app(store: ZkStore, *, keys: Sequence[str], authentication: bool = True) -> Flask:
-    """The application, serving ``store``'s cluster."""
+def create_app(
+    store: ZkStore,
+    *,
+    keys: Sequence[str],
+    authentication: bool = True,
+    max_wait: int = DEFAULT_MAX_WAIT,
+) -> Flask:
+    """The application, serving ``store``'s cluster; no request waits over ``max_wait`` s."""
     app = Flask("pvcapid")
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -79,17 +85,17 @@ def create_app(store: ZkStore, *, keys: Sequence[str], authentication: bool = Tr
         app.add_url_rule(
             PREFIX + route.path,
             endpoint=_endpoint(route),
-            view_func=_view(store, route),
+            view_func=_view(store, route, max_wait),
             methods=[route.method],
         )
 
     @app.get(PREFIX + "/openapi.json", endpoint="openapi")
     def openapi() -> Response:
-        return jsonify(openapi_document())
+        return jsonify(openapi_document(max_wait))
 
     @app.get(PREFIX + "/docs", endpoint="api-docs")
     def api_docs() -> Response:
-        return Response(api_page(), mimetype="text/html")
+        return Response(api_page(max_wait), mimetype="text/html")
 
     return app
 
@@ -102,7 +108,7 @@ def _route_of(endpoint: str | None) -> Route | None:
     return next((route for route in ROUTES if _endpoint(route) == endpoint), None)
 
 
-def _view(store: ZkStore, route: Route) -> Any:
+def _view(store: ZkStore, route: Route, max_wait: int) -> Any:
     def view(**path: str) -> Response:
         given: dict[str, Any] = dict(request.args.items())
         given.update(request.form.items())
@@ -110,7 +116,16 @@ def _view(store: ZkStore, route: Route) -> Any:
         if request.data and not isinstance(body, dict):
             raise InvalidInput("the request body must be a JSON object")
         given.update(body or {})
-        result = route.handler(store, **path, **read_params(route, given))
+        values = read_params(route, given)
+        if WAIT_TIMEOUT in values:
+            # A waiting request holds a server thread: bound it by the configuration.
+            if WAIT_TIMEOUT in given and values[WAIT_TIMEOUT] > max_wait:
+                raise InvalidInput(
+                    f"parameter {WAIT_TIMEOUT!r} must be at most this server's max_wait "
+                    f"({max_wait} s)"
+                )
+            values[WAIT_TIMEOUT] = min(values[WAIT_TIMEOUT], max_wait)
+        result = route.handler(store, **path, **values)
         answer = jsonify(result)
         answer.status_code = route.status
         return answer
@@ -123,13 +138,35 @@ def _view(store: ZkStore, route: Route) -> Any:
 _PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3 description, generated from :data:`ROUTES`."""
+def _param_schema(param: Param, max_wait: int) -> dict[str, Any]:
+    """The JSON schema of one parameter's value, with its choices, bounds and default."""
+    described: dict[str, Any] = {"type": param.kind}
+    if param.choices:
+        described["enum"] = list(param.choices)
+    if param.minimum is not None:
+        described["minimum"] = param.minimum
+    maximum = max_wait if param.name == WAIT_TIMEOUT else param.maximum
+    if maximum is not None:
+        described["maximum"] = maximum
+    if param.default is not None:
+        described["default"] = (
+            min(param.default, max_wait) if param.name == WAIT_TIMEOUT else param.default
+        )
+    return described
+
+
+def openapi_document(max_wait: int = DEFAULT_MAX_WAIT) -> dict[str, Any]:
+    """The OpenAPI 3 description, generated from :data:`ROUTES` (with this ``max_wait``)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         path = _PATH_VARIABLE.sub(r"{\1}", PREFIX + route.path)
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+            }
             for name in _PATH_VARIABLE.findall(route.path)
         ] + [
             {
@@ -137,7 +174,7 @@ def openapi_document() -> dict[str, Any]:
                 "in": "query",
                 "required": param.required,
                 "description": param.description,
-                "schema": {"type": param.kind},
+                "schema": _param_schema(param, max_wait),
             }
             for param in route.params
         ]
@@ -145,8 +182,11 @@ def openapi_document() -> dict[str, Any]:
             str(route.status): {"description": "OK", "content": {"application/json": {}}},
             "400": {"$ref": "#/components/responses/Error"},
             "404": {"$ref": "#/components/responses/Error"},
+            "412": {"$ref": "#/components/responses/Error"},
             "503": {"$ref": "#/components/responses/Error"},
         }
+        if route.method != "GET":
+            responses["409"] = {"$ref": "#/components/responses/Error"}
         operation: dict[str, Any] = {
             "summary": route.summary,
             "operationId": _endpoint(route),
@@ -183,9 +223,9 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def api_page() -> str:
+def api_page(max_wait: int = DEFAULT_MAX_WAIT) -> str:
     """A plain human-readable page of the endpoints, from the OpenAPI document."""
-    document = openapi_document()
+    document = openapi_document(max_wait)
     rows = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

@@ -26,6 +26,8 @@ from pvc_common.config_file import (
     text,
 )
 
+from .routes import DEFAULT_MAX_WAIT
+
 DEFAULT_CONFIG_PATH: Final = Path("/etc/pvc/pvcapid.yaml")
 DEFAULT_PORT: Final = 7370
 #: The shortest API key accepted: anything shorter is guessable.
@@ -71,6 +73,9 @@ class ApiSection:
     keys: tuple[str, ...] = field(default=(), metadata=reads(_keys))
     #: Requests served at once (threads of the one worker process).
     threads: int = field(default=8, metadata=reads(integer(1)))
+    #: The longest a request may wait (``wait``) for the daemons, in seconds: each waiting
+    #: request holds one of the ``threads`` until it ends.
+    max_wait: int = field(default=DEFAULT_MAX_WAIT, metadata=reads(integer(1)))
 
 
 @dataclass(frozen=True)

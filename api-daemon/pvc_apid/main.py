@@ -36,8 +36,8 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "threads": api.threads,
             "accesslog": "-",
             "errorlog": "-",
-            # A request may wait for a flush (wait=true, up to its wait_timeout).
-            "timeout": 3600,
+            # A request may wait for the daemons (wait=true) up to api.max_wait.
+            "timeout": api.max_wait + 60,
         }
         if api.tls_certificate and api.tls_key:
             settings["certfile"] = api.tls_certificate
@@ -48,8 +48,9 @@ class _Server(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         store = ZkStore(self.config.zookeeper.hosts, timeout=self.config.zookeeper.timeout)
         store.connect()
+        api = self.config.api
         return create_app(
-            store, keys=self.config.api.keys, authentication=self.config.api.authentication
+            store, keys=api.keys, authentication=api.authentication, max_wait=api.max_wait
         )
 
 

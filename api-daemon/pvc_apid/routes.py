@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pvc_common import cluster_ops, maintenance, network_ops, node_ops, schema, vm_ops
+from pvc_common import cluster_ops, maintenance, network_ops, node_ops, schema, vm_ops, vm_rules
 from pvc_common.errors import InvalidInput
 from pvc_common.store import ZkStore
 from pvc_common.vm_wait import wait_for_vm
@@ -29,6 +29,13 @@ class Param:
     kind: str  # "string", "integer" or "boolean"
     description: str
     required: bool = False
+    #: The value a missing optional parameter takes (None: the operation's own default).
+    default: Any = None
+    #: The accepted values of a string parameter (empty: any string).
+    choices: tuple[str, ...] = ()
+    #: The bounds of an integer parameter.
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,24 @@ def read_params(route: Route, given: Mapping[str, Any]) -> dict[str, Any]:
         if name not in given:
             if param.required:
                 raise InvalidInput(f"parameter {name!r} is required")
+            if param.default is not None:
+                values[name] = param.default
             continue
-        values[name] = _convert(param, given[name])
+        values[name] = _checked(param, _convert(param, given[name]))
     return values
+
+
+def _checked(param: Param, value: Any) -> Any:
+    """``value`` if it is among the parameter's choices and within its bounds."""
+    if param.choices and value not in param.choices:
+        raise InvalidInput(
+            f"parameter {param.name!r} must be one of {', '.join(param.choices)}, not {value!r}"
+        )
+    if param.minimum is not None and value < param.minimum:
+        raise InvalidInput(f"parameter {param.name!r} must be at least {param.minimum}")
+    if param.maximum is not None and value > param.maximum:
+        raise InvalidInput(f"parameter {param.name!r} must be at most {param.maximum}")
+    return value
 
 
 def _convert(param: Param, value: Any) -> Any:
@@ -271,10 +293,25 @@ def _remove_network(store: ZkStore, vni: str, force: bool = False) -> dict[str, 
     return {"message": f"network {record.vni} removed"}
 
 
-WAIT = (
-    Param("wait", "boolean", "wait for the daemons to carry it out and give the outcome"),
-    Param("wait_timeout", "integer", "seconds to wait at most (the request stays in place)"),
-)
+def _wait(default_timeout: int) -> tuple[Param, Param]:
+    """``wait`` and ``wait_timeout``; the server caps the latter (``api.max_wait``)."""
+    return (
+        Param("wait", "boolean", "wait for the daemons to carry it out and give the outcome"),
+        Param(
+            "wait_timeout",
+            "integer",
+            "seconds to wait at most (the request stays in place); at most the server's "
+            "max_wait, which is also the default when that is lower",
+            default=default_timeout,
+            minimum=0,
+        ),
+    )
+
+
+#: The name of the parameter the server's ``max_wait`` bounds.
+WAIT_TIMEOUT = "wait_timeout"
+#: The longest a request may wait for the daemons unless the configuration says otherwise.
+DEFAULT_MAX_WAIT = 3600
 
 
 ROUTES: tuple[Route, ...] = (
@@ -288,7 +325,16 @@ ROUTES: tuple[Route, ...] = (
         "/node/<node>/domain-state",
         "Flush a node (drain it for maintenance) or make it ready again",
         _set_domain_state,
-        (Param("state", "string", "flush or ready", required=True), *WAIT),
+        (
+            Param(
+                "state",
+                "string",
+                "flush or ready",
+                required=True,
+                choices=tuple(node_ops.DOMAIN_STATE_ACTIONS),
+            ),
+            *_wait(1800),
+        ),
     ),
     Route("GET", "/network", "Every network", _networks),
     Route(
@@ -297,9 +343,9 @@ ROUTES: tuple[Route, ...] = (
         "Add a network",
         _add_network,
         (
-            Param("vni", "integer", "its VNI", required=True),
+            Param("vni", "integer", "its VNI", required=True, minimum=1, maximum=16_777_215),
             Param("description", "string", "a description"),
-            Param("nettype", "string", "bridged or managed"),
+            Param("nettype", "string", "its type", choices=schema.NETWORK_TYPES),
         ),
         status=201,
     ),
@@ -331,9 +377,14 @@ ROUTES: tuple[Route, ...] = (
             Param("xml", "string", "the libvirt domain XML", required=True),
             Param("node", "string", "the node to define it on (default: chosen)"),
             Param("limit", "string", "comma-separated nodes it may run on"),
-            Param("selector", "string", "how a target is chosen: " + ", ".join(schema.SELECTORS)),
+            Param("selector", "string", "how a target is chosen", choices=schema.SELECTORS),
             Param("autostart", "boolean", "start it when its node is next ready"),
-            Param("migration_method", "string", "live, shutdown or none"),
+            Param(
+                "migration_method",
+                "string",
+                "how it changes node",
+                choices=schema.MIGRATION_METHODS,
+            ),
         ),
         status=201,
     ),
@@ -345,9 +396,14 @@ ROUTES: tuple[Route, ...] = (
         _meta,
         (
             Param("limit", "string", "comma-separated nodes it may run on ('' = any)"),
-            Param("selector", "string", "how a target is chosen"),
+            Param("selector", "string", "how a target is chosen", choices=schema.SELECTORS),
             Param("autostart", "boolean", "start it when its node is next ready"),
-            Param("migration_method", "string", "live, shutdown or none"),
+            Param(
+                "migration_method",
+                "string",
+                "how it changes node",
+                choices=schema.MIGRATION_METHODS,
+            ),
         ),
     ),
     Route(
@@ -373,7 +429,16 @@ ROUTES: tuple[Route, ...] = (
         "/vm/<vm>/state",
         "Ask for a VM state: start, restart, shutdown, stop or disable",
         _set_state,
-        (Param("state", "string", "the state wanted", required=True), *WAIT),
+        (
+            Param(
+                "state",
+                "string",
+                "the state wanted",
+                required=True,
+                choices=vm_rules.STATE_ACTIONS,
+            ),
+            *_wait(120),
+        ),
     ),
     Route("GET", "/vm/<vm>/node", "A VM's node and previous node", _node_of),
     Route(
@@ -382,10 +447,16 @@ ROUTES: tuple[Route, ...] = (
         "Migrate (temporarily), move (for good) or unmigrate a VM",
         _move,
         (
-            Param("action", "string", "migrate, move or unmigrate", required=True),
+            Param(
+                "action",
+                "string",
+                "what to do",
+                required=True,
+                choices=("migrate", "move", "unmigrate"),
+            ),
             Param("node", "string", "the target (default: chosen by its selector)"),
             Param("force", "boolean", "migrate a migrated VM again, keeping its home"),
-            *WAIT,
+            *_wait(120),
         ),
     ),
     Route("POST", "/vm/<vm>/locks", "Clear a stopped VM's stale RBD locks", _flush_locks),
@@ -395,8 +466,10 @@ ROUTES: tuple[Route, ...] = (
         "A VM's console: the last lines, or the lines from a position (see 'next')",
         _console,
         (
-            Param("lines", "integer", "only the last N lines"),
-            Param("since", "integer", "only lines from this position (a previous 'next')"),
+            Param("lines", "integer", "only the last N lines", minimum=0),
+            Param(
+                "since", "integer", "only lines from this position (a previous 'next')", minimum=0
+            ),
         ),
     ),
 )

@@ -7,15 +7,12 @@ errors included, must be JSON.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import ssl
 import subprocess
-import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,97 +21,23 @@ import pytest
 from pvc_common.console import ConsoleBuffer
 from pvc_common.console_store import read_console, write_console
 from pvc_common.store import ZkStore
-from tests.harness.zookeeper import find_free_port, wait_until
+from tests.harness.zookeeper import find_free_port
+from tests.integration.api_process import (
+    KEY,
+    PVCAPID,
+    Api,
+    running_api,
+    start_api,
+    stop_api,
+    write_config,
+)
 from tests.integration.conftest import PvcRunner, domain_xml, vm_uuid
-
-PVCAPID = str(Path(sys.executable).with_name("pvcapid"))
-KEY = "k" * 8 + "-test-key-0123456789"
-
-
-@dataclass
-class Api:
-    """A running pvcapid: its base URL and how to call it."""
-
-    base: str
-    context: ssl.SSLContext | None = None
-
-    def call(
-        self, path: str, *, key: str | None = KEY, method: str = "GET", body: bytes | None = None
-    ) -> tuple[int, Any]:
-        request = urllib.request.Request(self.base + path, method=method, data=body)
-        if key is not None:
-            request.add_header("X-Api-Key", key)
-        if body is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=10, context=self.context) as answer:
-                status, payload = answer.status, answer.read()
-                content_type = answer.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as error:
-            status, payload = error.code, error.read()
-            content_type = error.headers.get("Content-Type", "")
-        assert content_type.startswith("application/json"), (status, content_type, payload)
-        return status, json.loads(payload)
-
-
-def start_api(config: Path, base: str, context: ssl.SSLContext | None) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [PVCAPID, "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    api = Api(base, context)
-
-    def answers() -> bool:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        try:
-            return api.call("/api/v1", key=None)[0] == 200
-        except (urllib.error.URLError, ConnectionError, OSError):
-            return False
-
-    try:
-        wait_until(answers, 30, "pvcapid does not answer")
-    except BaseException:
-        stop_api(process)
-        raise
-    return process
-
-
-def stop_api(process: subprocess.Popen[bytes]) -> None:
-    """Stop the daemon and its gunicorn worker (its own process group, by its PID)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
-def write_config(path: Path, zk_hosts: str, port: int, **api: Any) -> Path:
-    lines = [
-        "zookeeper:",
-        f"  hosts: {zk_hosts}",
-        "api:",
-        f"  port: {port}",
-        "  keys:",
-        f"    - {KEY}",
-        *(f"  {key}: {value}" for key, value in api.items()),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
 def api(cluster: ZkStore, zk_hosts: str, tmp_path: Path) -> Iterator[Api]:
-    port = find_free_port()
-    config = write_config(tmp_path / "pvcapid.yaml", zk_hosts, port)
-    process = start_api(config, f"http://127.0.0.1:{port}", None)
-    try:
-        yield Api(f"http://127.0.0.1:{port}")
-    finally:
-        stop_api(process)
+    with running_api(zk_hosts, tmp_path) as started:
+        yield started
 
 
 # --------------------------------------------------------------------------- authentication
@@ -317,7 +240,7 @@ def test_state_and_node_requests_write_intent(api: Api, pvc: PvcRunner) -> None:
     assert status == 200 and answer["vm"]["state"] == "start" and "outcome" not in answer
     assert api.call("/api/v1/vm/web1/state")[1]["state"] == "start"
     status, data = post(api, "/api/v1/vm/web1/state", state="explode")
-    assert status == 400 and "unknown VM action" in data["message"]
+    assert status == 400 and "must be one of start, restart" in data["message"]
     status, answer = post(api, "/api/v1/vm/web1/node", action="migrate", node="hv2")
     assert status == 200 and (answer["vm"]["node"], answer["vm"]["lastnode"]) == ("hv2", "hv1")
     status, data = post(api, "/api/v1/vm/web1/node", action="migrate", node="hv3")
@@ -327,8 +250,27 @@ def test_state_and_node_requests_write_intent(api: Api, pvc: PvcRunner) -> None:
     status, answer = post(api, "/api/v1/vm/web2/state", state="start", wait=True, wait_timeout=1)
     assert status == 200 and answer["outcome"]["ok"] is False
     assert "timed out" in answer["outcome"]["message"]
+    status, data = post(api, "/api/v1/vm/web2/state", state="stop", wait=True, wait_timeout=-1)
+    assert status == 400 and "at least 0" in data["message"]
     status, data = api.call("/api/v1/vm/web1", method="DELETE")
     assert status == 412 and "stop it first" in data["message"]
+
+
+def test_waits_are_bounded_by_max_wait(cluster: ZkStore, zk_hosts: str, tmp_path: Path) -> None:
+    with running_api(zk_hosts, tmp_path, max_wait=2) as api:
+        post(api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)), node="hv1")
+        status, data = post(api, "/api/v1/vm/web1/state", state="start", wait_timeout=3)
+        assert status == 400 and "max_wait (2 s)" in data["message"]
+        assert api.call("/api/v1/vm/web1/state")[1]["state"] == "stop"  # nothing written
+        # No wait_timeout: the default (120 s) is cut to max_wait; no daemon runs here.
+        started = time.monotonic()
+        status, answer = post(api, "/api/v1/vm/web1/state", state="start", wait=True)
+        assert status == 200 and "timed out" in answer["outcome"]["message"]
+        assert time.monotonic() - started < 10
+        status, document = api.call("/api/v1/openapi.json")
+        parameters = document["paths"]["/api/v1/vm/{vm}/state"]["post"]["parameters"]
+        (timeout,) = [param for param in parameters if param["name"] == "wait_timeout"]
+        assert timeout["schema"] == {"type": "integer", "minimum": 0, "maximum": 2, "default": 2}
 
 
 def test_undefine_networks_and_node_domain_state(api: Api, pvc: PvcRunner) -> None:
