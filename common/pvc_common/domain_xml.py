@@ -6,6 +6,7 @@ means, and this module extracts what placement, storage locking and console logg
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Final
@@ -219,6 +220,10 @@ def _parse_root(xml: str | bytes) -> etree._Element:
     return root
 
 
+#: Documents whose parse is remembered (a few MiB of text at most, for about 2,000 VMs).
+PARSE_CACHE_SIZE: Final = 2048
+
+
 def parse_domain_xml(xml: str | bytes) -> DomainInfo:
     """Parse a libvirt domain XML document into a :class:`DomainInfo`.
 
@@ -226,10 +231,25 @@ def parse_domain_xml(xml: str | bytes) -> DomainInfo:
     rounding up), vCPU count and CPU topology, the disks and interfaces in document order,
     and the log file of the serial console. Documents over 1 MiB are refused.
 
+    The result depends on the text alone and is immutable, so the last
+    :data:`PARSE_CACHE_SIZE` documents parsed are remembered: a long-lived reader (the API
+    daemon listing VMs, a node daemon's reconcile pass) parses only the XML that changed.
+
     :raises InvalidInput: when the document is not well-formed XML, its root is not
         ``<domain>``, or a required element is missing or holds a bad value; the message is
         one line naming the problem.
     """
+    if isinstance(xml, bytes) and len(xml) <= MAX_DOCUMENT_BYTES:
+        try:
+            xml = xml.decode("utf-8")
+        except UnicodeDecodeError:
+            return _parse_uncached(xml)  # refused with the parser's own message
+    if isinstance(xml, str) and len(xml) <= MAX_DOCUMENT_BYTES:
+        return _parse_cached(xml)
+    return _parse_uncached(xml)
+
+
+def _parse_uncached(xml: str | bytes) -> DomainInfo:
     root = _parse_root(xml)
     name = _required_text(root, "name")
     if not name:
@@ -250,3 +270,8 @@ def parse_domain_xml(xml: str | bytes) -> DomainInfo:
         interfaces=tuple(_interface(element) for element in root.iterfind("devices/interface")),
         console_log_path=_console_log_path(root),
     )
+
+
+# Errors are not cached (lru_cache remembers only returned values): a refused document is
+# parsed again each time, which only costs the caller that keeps sending it.
+_parse_cached = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_uncached)

@@ -316,3 +316,20 @@ def test_long_bad_value_is_cut_short_in_the_message() -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_domain_xml(domain(vcpu="x" * 5000))
     assert len(str(caught.value)) < 200
+
+
+def test_a_document_parsed_again_is_remembered_text_or_bytes_alike() -> None:
+    text = domain("<devices><disk type='file'><source file='/a.img'/></disk></devices>")
+    first = parse_domain_xml(text)
+    assert parse_domain_xml(text) is first
+    assert parse_domain_xml(text.encode()) is first
+    changed = parse_domain_xml(text.replace("/a.img", "/b.img"))
+    assert changed is not first and changed.disks[0].source == "/b.img"
+
+
+def test_a_refused_document_is_refused_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(InvalidInput, match="expected <domain>"):
+            parse_domain_xml("<other/>")
+    with pytest.raises(InvalidInput):
+        parse_domain_xml(b"\xff<domain/>")  # not UTF-8: the parser's own refusal
