@@ -177,11 +177,14 @@ def find_vm(store: ZkStore, name_or_uuid: str) -> VmRecord:
     if not wanted:
         raise NotFound("no VM named ''")
     check_schema(store)
+    if schema.is_uuid(wanted):
+        # Read that one VM directly: no need to list every name (the API looks VMs up by
+        # UUID after each change, and scripts often do).
+        found = load_vms(store, [wanted.lower()])
+        if found:
+            return found[0]
     names = load_vm_names(store)
-    if schema.is_uuid(wanted) and wanted.lower() in names:
-        matches = [wanted.lower()]
-    else:
-        matches = [uuid for uuid, name in names.items() if name == wanted]
+    matches = [uuid for uuid, name in names.items() if name == wanted]
     if len(matches) > 1:
         raise PreconditionFailed(
             f"several VMs are named {wanted!r} ({', '.join(matches)}): give a UUID"

@@ -43,6 +43,10 @@ from .vm_rules import (
 )
 from .vm_wait import running_on
 
+#: Times a metadata change is tried on a freshly read VM before a conflict is reported.
+META_CONFLICT_RETRIES = 5
+
+
 # --------------------------------------------------------------------------- input parsing
 
 
@@ -200,13 +204,9 @@ def set_vm_meta(
     refused (:class:`PreconditionFailed`): a running VM is never outside its limit. A
     stopped VM may get any limit.
     """
-    vm = find_vm(store, vm_ref)
-    changes: dict[str, Any] = {}
     node_limit = parse_node_limit(limit)
+    changes: dict[str, Any] = {}
     if node_limit is not None:
-        nodes = load_nodes(store)
-        _validate_limit(node_limit, nodes)
-        _check_limit_keeps_vm(vm, node_limit, nodes)
         changes["node_limit"] = node_limit
     if selector is not None:
         changes["node_selector"] = _validate_selector(selector)
@@ -219,7 +219,23 @@ def set_vm_meta(
             "nothing to change: give a limit, a selector, autostart or a migration method"
         )
     described = ", ".join(f"{key}={_show(value)}" for key, value in changes.items())
-    return update_vm(store, vm, changes, event=f"meta {described}")
+    # Setting metadata is the same request whatever else changed in the VM's row since it
+    # was read (its node daemon writes the row too): on a conflict, read the VM again and
+    # check the request against it afresh, a few times, before giving up with a Conflict.
+    reference = vm_ref
+    for attempt in range(META_CONFLICT_RETRIES):
+        vm = find_vm(store, reference)
+        reference = vm.uuid  # the same VM again, even if it is renamed meanwhile
+        if node_limit is not None:
+            nodes = load_nodes(store)
+            _validate_limit(node_limit, nodes)
+            _check_limit_keeps_vm(vm, node_limit, nodes)
+        try:
+            return update_vm(store, vm, changes, event=f"meta {described}")
+        except Conflict:
+            if attempt == META_CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _check_limit_keeps_vm(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,45 @@ def test_racing_defines_of_one_name_give_one_conflict_not_a_duplicate(cluster: Z
         create_vm(cluster, second, listing_version=listing_version, event="define")
     assert find_vm(cluster, "db1").uuid == vm_uuid(7)
     assert cluster.children(schema.DOMAINS_PATH) == [vm_uuid(7)]
+
+
+def test_a_metadata_change_is_applied_afresh_after_a_conflict(
+    cluster: ZkStore, zk_hosts: str, web1: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon's write between the read and the write does not fail `vm meta`: it is
+    read again, checked again, and both changes stand."""
+    from pvc_common import vm_ops
+
+    attempts: list[int] = []
+    real_update = vm_ops.update_vm
+
+    def update_after_another_writer(store: ZkStore, vm: VmRecord, *args: Any, **kw: Any) -> Any:
+        attempts.append(vm.version)
+        if len(attempts) == 1:
+            with ZkStore(zk_hosts) as other:
+                theirs = find_vm(other, web1)
+                update_vm(other, theirs, {"failedreason": "from a daemon"}, event="daemon")
+        return real_update(store, vm, *args, **kw)
+
+    monkeypatch.setattr(vm_ops, "update_vm", update_after_another_writer)
+    set_vm_meta(cluster, web1, autostart=True)
+    after = find_vm(cluster, web1)
+    assert (after.node_autostart, after.failedreason) == (True, "from a daemon")
+    assert attempts == [attempts[0], attempts[0] + 1]  # the retry read the daemon's write
+
+
+def test_a_metadata_change_that_keeps_conflicting_is_refused(
+    cluster: ZkStore, web1: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pvc_common import vm_ops
+
+    calls: list[str] = []
+
+    def always_conflicting(store: ZkStore, vm: VmRecord, *args: Any, **kw: Any) -> Any:
+        calls.append(vm.uuid)
+        raise Conflict("changed by another writer")
+
+    monkeypatch.setattr(vm_ops, "update_vm", always_conflicting)
+    with pytest.raises(Conflict):
+        set_vm_meta(cluster, web1, autostart=True)
+    assert len(calls) == vm_ops.META_CONFLICT_RETRIES
