@@ -71,7 +71,10 @@ class ApiSection:
     authentication: bool = field(default=True, metadata=reads(boolean))
     #: The accepted API keys (at least 16 characters each).
     keys: tuple[str, ...] = field(default=(), metadata=reads(_keys))
-    #: Requests served at once (threads of the one worker process).
+    #: Worker processes, each with its own ZooKeeper session: a listing is CPU work in
+    #: Python, so more processes use more cores.
+    workers: int = field(default=2, metadata=reads(integer(1)))
+    #: Requests each worker serves at once (its threads).
     threads: int = field(default=8, metadata=reads(integer(1)))
     #: The longest a request may wait (``wait``) for the daemons, in seconds: each waiting
     #: request holds one of the ``threads`` until it ends.

@@ -1,5 +1,5 @@
-"""``pvcapid``: serve the API with gunicorn (a production WSGI server), one worker process
-with a thread per concurrent request, sharing one ZooKeeper session."""
+"""``pvcapid``: serve the API with gunicorn (a production WSGI server): ``api.workers``
+processes, each with its own ZooKeeper session and ``api.threads`` request threads."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
         api = self.config.api
         settings: dict[str, Any] = {
             "bind": f"{api.listen_address}:{api.port}",
-            "workers": 1,
+            "workers": api.workers,
             "worker_class": "gthread",
             "threads": api.threads,
             "accesslog": "-",

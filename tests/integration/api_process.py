@@ -53,16 +53,23 @@ class Api:
 
 
 def start_api(config: Path, base: str, context: ssl.SSLContext | None) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [PVCAPID, "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    """Start pvcapid on ``config``; its output goes to ``pvcapid.log`` beside the config.
+
+    A file, not a pipe: nobody reads a pipe while the tests run, and a full one (64 KiB,
+    about a thousand logged writes) would block the daemon.
+    """
+    log_path = config.with_name("pvcapid.log")
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [PVCAPID, "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     api = Api(base, context)
 
     def answers() -> bool:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert process.poll() is None, log_path.read_text(errors="replace")
         try:
             return api.call("/api/v1", key=None)[0] == 200
         except (urllib.error.URLError, ConnectionError, OSError):
