@@ -20,10 +20,14 @@ def cpu_model() -> str:
 
 
 def zookeeper_version(hosts: str) -> str:
-    """The version the cluster's ZooKeeper server reports (four-letter word ``srvr``)."""
+    """The version the cluster's ZooKeeper server reports (four-letter word ``srvr``).
+
+    ``hosts`` is a connect string: its first server is asked; a chroot is ignored.
+    """
     from tests.harness.zookeeper import four_letter_word
 
-    host, _, port = hosts.split(",")[0].rpartition(":")
+    first_server = hosts.partition("/")[0].split(",")[0]
+    host, _, port = first_server.rpartition(":")
     try:
         reply = four_letter_word(int(port), "srvr", host=host, timeout=2.0)
     except OSError as error:
