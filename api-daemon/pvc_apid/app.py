@@ -18,6 +18,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from pvc_common.errors import InvalidInput, PvcError
+from pvc_common.history import acting_as
 from pvc_common.store import ZkStore
 
 from .routes import DEFAULT_MAX_WAIT, PREFIX, ROUTES, WAIT_TIMEOUT, Param, Route, read_params
@@ -28,19 +29,25 @@ log = logging.getLogger(__name__)
 KEY_HEADER = "X-Api-Key"
 
 
-def key_accepted(given: str | None, keys: Sequence[str]) -> bool:
-    """Whether ``given`` is one of ``keys``, compared in constant time.
+def key_index(given: str | None, keys: Sequence[str]) -> int | None:
+    """The position of ``given`` among ``keys`` (None: not one), compared in constant time.
 
     Every key is compared (no early return), so the time taken does not tell which key,
     or how much of one, matched.
     """
     if not given:
-        return False
+        return None
     candidate = given.encode()
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(candidate, key.encode())
-    return matched
+    found: int | None = None
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(candidate, key.encode()):
+            found = index
+    return found
+
+
+def key_accepted(given: str | None, keys: Sequence[str]) -> bool:
+    """Whether ``given`` is one of ``keys`` (see :func:`key_index`)."""
+    return key_index(given, keys) is not None
 
 
 def create_app(
@@ -85,7 +92,7 @@ def create_app(
         app.add_url_rule(
             PREFIX + route.path,
             endpoint=_endpoint(route),
-            view_func=_view(store, route, max_wait),
+            view_func=_view(store, route, max_wait, keys),
             methods=[route.method],
         )
 
@@ -108,7 +115,7 @@ def _route_of(endpoint: str | None) -> Route | None:
     return next((route for route in ROUTES if _endpoint(route) == endpoint), None)
 
 
-def _view(store: ZkStore, route: Route, max_wait: int) -> Any:
+def _view(store: ZkStore, route: Route, max_wait: int, keys: Sequence[str]) -> Any:
     def view(**path: str) -> Response:
         given: dict[str, Any] = dict(request.args.items())
         given.update(request.form.items())
@@ -125,7 +132,13 @@ def _view(store: ZkStore, route: Route, max_wait: int) -> Any:
                     f"({max_wait} s)"
                 )
             values[WAIT_TIMEOUT] = min(values[WAIT_TIMEOUT], max_wait)
-        result = route.handler(store, **path, **values)
+        # The VM history names who asked: this daemon, for which client and key.
+        index = key_index(request.headers.get(KEY_HEADER), keys)
+        actor = f"pvcapid for {request.remote_addr}"
+        if index is not None:
+            actor += f" (key #{index + 1})"
+        with acting_as(actor):
+            result = route.handler(store, **path, **values)
         answer = jsonify(result)
         answer.status_code = route.status
         return answer

@@ -146,6 +146,10 @@ def _console(
     return vm_ops.console_view(store, vm, lines=lines, since=since)
 
 
+def _history(store: ZkStore, vm: str, last: int | None = None) -> dict[str, Any]:
+    return vm_ops.vm_history(store, vm, last=last)
+
+
 def _define(
     store: ZkStore,
     xml: str,
@@ -471,5 +475,12 @@ ROUTES: tuple[Route, ...] = (
                 "since", "integer", "only lines from this position (a previous 'next')", minimum=0
             ),
         ),
+    ),
+    Route(
+        "GET",
+        "/vm/<vm>/history",
+        "A VM's recorded changes, oldest first: when, what, by whom, why",
+        _history,
+        (Param("last", "integer", "only the last N changes", minimum=0),),
     ),
 )

@@ -14,6 +14,7 @@ from pvc_common.vm_wait import wait_for_lock_flush, wait_for_vm
 
 from .context import confirm, store_of, yes_option
 from .output import Cell, echo, format_option, render_data, render_fields, render_table, state_cell
+from .vm_history_command import history
 from .vm_log_command import log
 
 SELECTOR_CHOICE = click.Choice(schema.SELECTORS)
@@ -32,6 +33,7 @@ def vm() -> None:
 
 
 vm.add_command(log)
+vm.add_command(history)
 
 
 def _done(record: VmRecord, what: str) -> None:

@@ -116,6 +116,7 @@ _DOMAIN_CHECKS: Mapping[str, Check] = {
     "request": _integer(),
     "confirmed": _integer(),
     "console": _json_object,
+    "history": _json_object,
 }
 _NODE_CHECKS: Mapping[str, Check] = {
     "daemonstate": _one_of(schema.NODE_DAEMON_STATES),
@@ -124,6 +125,7 @@ _NODE_CHECKS: Mapping[str, Check] = {
     "cpuload": _number,
     "runningdomains": _uuids,
     "maintenance": _json_object,
+    "stats": _json_object,
 }
 _NETWORK_CHECKS: Mapping[str, Check] = {"nettype": _one_of(schema.NETWORK_TYPES)}
 _CONFIG_CHECKS: Mapping[str, Check] = {

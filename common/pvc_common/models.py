@@ -130,6 +130,8 @@ class NodeRecord:
     migrationuri: str = ""
     #: The current or last flush/ready of the node (see ``pvc_common.maintenance``).
     maintenance: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Counters its daemon keeps: migrations sent, fences made (see ``pvc_common.node_stats``).
+    stats: dict[str, Any] = field(default_factory=dict, compare=False)
     #: Version of ``/nodes/<name>``: the row version every change of this node checks.
     version: int = -1
 

@@ -10,11 +10,13 @@ lost update, and logs one fixed-format event line on the ``pvc.events`` logger, 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from . import schema
+from .history import HistoryEntry, appended, current_actor
 from .models import NodeRecord, VmRecord
 from .store import Check, Create, Delete, Op, SetData, ZkStore
 
@@ -26,6 +28,28 @@ def _vm_key_ops(uuid: str, values: Mapping[str, Any]) -> list[Op]:
         SetData(schema.domain_key_path(uuid, key), schema.DOMAIN_FIELD[key].encode(value))
         for key, value in values.items()
     ]
+
+
+def _history_op(store: ZkStore, uuid: str, what: str, why: str, *, new: bool = False) -> SetData:
+    """The write of the VM's history with this change added (read first unless ``new``).
+
+    Safe to read outside the transaction: the history is only written together with the
+    VM's own znode at the version it was read, so a writer in between makes this commit
+    a conflict rather than a lost entry.
+    """
+    path = schema.domain_key_path(uuid, "history")
+    field = schema.DOMAIN_FIELD["history"]
+    stored = {} if new else field.decode(_data(store.read_many([path])[0]))
+    entry = HistoryEntry(at=time.time(), by=current_actor(), what=what, why=why)
+    return SetData(path, field.encode(appended(stored, entry)))
+
+
+def _data(read: Any) -> bytes | None:
+    return read.data if read is not None else None
+
+
+def _line(event: str, why: str) -> str:
+    return f"{event} ({why})" if why else event
 
 
 def create_vm(store: ZkStore, vm: VmRecord, *, listing_version: int, event: str) -> VmRecord:
@@ -40,8 +64,12 @@ def create_vm(store: ZkStore, vm: VmRecord, *, listing_version: int, event: str)
         SetData(schema.DOMAINS_PATH, b"", listing_version),
         Create(schema.domain_path(vm.uuid), vm.name.encode()),
     ]
+    history = _history_op(store, vm.uuid, event, "", new=True)
     ops.extend(
-        Create(schema.domain_key_path(vm.uuid, field.key), field.encode(values[field.key]))
+        Create(
+            schema.domain_key_path(vm.uuid, field.key),
+            history.data if field.key == "history" else field.encode(values[field.key]),
+        )
         for field in schema.DOMAIN_FIELDS
     )
     store.commit(ops)
@@ -55,17 +83,21 @@ def update_vm(
     changes: Mapping[str, Any],
     *,
     event: str,
+    why: str = "",
     name: str | None = None,
 ) -> VmRecord:
     """Write ``changes`` (field key -> value) to ``vm`` if nobody changed it since it was read.
 
-    ``name`` renames the VM (its own znode holds the name). Returns the record as written.
+    ``event`` says what changed and ``why`` the reason, if any: both go to the event log and
+    to the VM's history. ``name`` renames the VM (its own znode holds the name). Returns
+    the record as written.
     """
     new_name = vm.name if name is None else name
     ops: list[Op] = [SetData(schema.domain_path(vm.uuid), new_name.encode(), vm.version)]
     ops.extend(_vm_key_ops(vm.uuid, changes))
+    ops.append(_history_op(store, vm.uuid, event, why))
     store.commit(ops)
-    EVENTS.info("vm %r: %s", new_name, event)
+    EVENTS.info("vm %r: %s", new_name, _line(event, why))
     return replace(vm, name=new_name, version=vm.version + 1, **changes)
 
 
@@ -111,6 +143,7 @@ def update_vm_and_node(
     node_changes: Mapping[str, Any],
     *,
     event: str,
+    why: str = "",
 ) -> tuple[VmRecord, NodeRecord]:
     """Change a VM and a node in one transaction, both version-checked.
 
@@ -119,9 +152,10 @@ def update_vm_and_node(
     """
     ops: list[Op] = [SetData(schema.domain_path(vm.uuid), vm.name.encode(), vm.version)]
     ops.extend(_vm_key_ops(vm.uuid, vm_changes))
+    ops.append(_history_op(store, vm.uuid, event, why))
     ops.extend(_node_ops(node, node_changes))
     store.commit(ops)
-    EVENTS.info("vm %r: %s", vm.name, event)
+    EVENTS.info("vm %r: %s", vm.name, _line(event, why))
     return (
         replace(vm, version=vm.version + 1, **vm_changes),
         replace(node, version=node.version + 1, **node_changes),

@@ -33,8 +33,9 @@ from .errors import InvalidInput
 #: Layout version this code reads and writes. History (each step is in schema_upgrade):
 #: 1 the classic layout; 2 adds ``migration_method`` and ``lockflush`` to VMs, ``libvirturi``,
 #: ``migrationuri`` and ``maintenance`` to nodes, and the ``/liveness`` and ``/locks`` roots;
-#: 3 adds ``request``, ``confirmed`` and ``console`` to VMs.
-SCHEMA_VERSION: Final = 3
+#: 3 adds ``request``, ``confirmed`` and ``console`` to VMs; 4 adds ``history`` to VMs and
+#: ``stats`` to nodes.
+SCHEMA_VERSION: Final = 4
 
 ROOT_PATHS: Final = (
     "/schema",
@@ -212,6 +213,13 @@ DOMAIN_FIELDS: Final[tuple[Field[Any], ...]] = (
         0,
         "The request number its node daemon last confirmed running on its node.",
     ),
+    Field(
+        "history",
+        JSON_OBJECT,
+        {},
+        "JSON: the last changes of the VM (when, what, who or which daemon, why), written "
+        "with each change; bounded (see pvc_common.history).",
+    ),
 )
 
 NODE_FIELDS: Final[tuple[Field[Any], ...]] = (
@@ -240,6 +248,13 @@ NODE_FIELDS: Final[tuple[Field[Any], ...]] = (
         {},
         "JSON record of the node's current or last flush or ready: per-VM plan and outcome.",
     ),
+    Field(
+        "stats",
+        JSON_OBJECT,
+        {},
+        "JSON counters kept by the node's daemon: migrations it sent and fences it made, "
+        "with their total seconds (exported by the API daemon's /metrics).",
+    ),
 )
 
 NETWORK_FIELDS: Final[tuple[Field[Any], ...]] = (
@@ -265,9 +280,9 @@ NODE_FIELD: Final = _index(NODE_FIELDS)
 NETWORK_FIELD: Final = _index(NETWORK_FIELDS)
 CONFIG_FIELD: Final = _index(CONFIG_FIELDS)
 
-#: Domain keys a listing needs; the console keys are left out because they can be large.
+#: Domain keys a listing needs; the console and history keys are left out: they can be large.
 DOMAIN_LIST_KEYS: Final = tuple(
-    f.key for f in DOMAIN_FIELDS if f.key not in ("consolelog", "console")
+    f.key for f in DOMAIN_FIELDS if f.key not in ("consolelog", "console", "history")
 )
 
 

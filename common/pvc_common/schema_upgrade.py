@@ -69,8 +69,21 @@ def _to_version_3(store: ZkStore) -> None:
     )
 
 
+def _to_version_4(store: ZkStore) -> None:
+    """Version 4: ``history`` on VMs, ``stats`` on nodes."""
+    ops = _missing_key_creates(
+        store, schema.DOMAINS_PATH, schema.domain_key_path, schema.DOMAIN_FIELDS
+    )
+    ops += _missing_key_creates(store, schema.NODES_PATH, schema.node_key_path, schema.NODE_FIELDS)
+    _commit_in_batches(store, ops)
+
+
 #: The step that upgrades a tree *from* each version.
-STEPS: dict[int, Callable[[ZkStore], None]] = {1: _to_version_2, 2: _to_version_3}
+STEPS: dict[int, Callable[[ZkStore], None]] = {
+    1: _to_version_2,
+    2: _to_version_3,
+    3: _to_version_4,
+}
 
 
 def upgrade_schema(store: ZkStore) -> tuple[int, int]:

@@ -9,7 +9,7 @@ written.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import schema
@@ -17,6 +17,7 @@ from .console import DEFAULT_LOG_DIRECTORY, ConsoleBuffer, lines_since
 from .console_store import read_console
 from .domain_xml import parse_domain_xml
 from .errors import Conflict, InvalidInput, NotFound, PreconditionFailed, PvcError
+from .history import entries as history_entries
 from .models import DomainInfo, NodeRecord, VmRecord
 from .mutations import create_vm, delete_vm, update_vm
 from .placement import check_explicit_target, select_target_node
@@ -597,3 +598,27 @@ def vm_info(store: ZkStore, vm_ref: str) -> VmView:
     buffer, _ = read_console(store, vm.uuid)
     lines = len(buffer.lines) + (1 if buffer.partial else 0)
     return replace(_view(vm, known), console_lines=lines)
+
+
+def vm_history(store: ZkStore, vm_ref: str, *, last: int | None = None) -> dict[str, Any]:
+    """A VM's recorded changes, oldest first (the last ``last`` only, when given).
+
+    Each entry has ``at`` (Unix time), ``by`` (the program and user, daemon or API client
+    that made the change), ``what`` and ``why``; ``dropped`` counts older entries no
+    longer kept (see :mod:`pvc_common.history`).
+    """
+    if last is not None and last < 0:
+        raise InvalidInput(f"last must be 0 or more, not {last}")
+    vm = find_vm(store, vm_ref)
+    field = schema.DOMAIN_FIELD["history"]
+    (read,) = store.read_many([schema.domain_key_path(vm.uuid, field.key)])
+    kept, dropped = history_entries(field.decode(read.data if read else None))
+    if last is not None:
+        dropped += max(0, len(kept) - last)
+        kept = kept[len(kept) - last :] if last else []
+    return {
+        "name": vm.name,
+        "uuid": vm.uuid,
+        "dropped": dropped,
+        "entries": [asdict(entry) for entry in kept],
+    }

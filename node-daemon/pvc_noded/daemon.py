@@ -22,6 +22,7 @@ from pvc_common import schema
 from pvc_common.cluster_ops import cluster_exists, set_default_selector
 from pvc_common.domain_xml import parse_domain_xml
 from pvc_common.errors import HypervisorError, InvalidInput, PreconditionFailed, PvcError
+from pvc_common.history import set_process_actor
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.node_ops import register_node
 from pvc_common.reconcile import (
@@ -70,6 +71,8 @@ class NodeDaemon:
     ) -> None:
         self.config = config
         self.name = config.node.name
+        # Every VM change this process writes names this daemon in the VM's history.
+        set_process_actor(f"pvcnoded {self.name}")
         self.store = store or ZkStore(config.zookeeper.hosts, timeout=config.zookeeper.timeout)
         self.hypervisor = hypervisor or Hypervisor(config.libvirt.uri, on_event=self._on_libvirt)
         self.clock = clock

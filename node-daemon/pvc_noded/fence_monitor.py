@@ -276,14 +276,16 @@ class FenceMonitor:
                     vm,
                     {"node": target, "lastnode": lastnode, "state": "start", "failedreason": ""},
                 ),
-                event=f"recovered {vm.node} -> {target} (fenced)",
+                event=f"recovered {vm.node} -> {target}",
+                why="fenced",
             )
             return "started", f"start requested on {target}"
         update_vm(
             self.store,
             vm,
             as_request(vm, {"state": "stop", "node_autostart": True, "failedreason": reason}),
-            event=f"stopped with autostart ({vm.node} fenced; {reason})",
+            event="stopped with autostart",
+            why=f"{vm.node} fenced; {reason}",
         )
         return "stopped-autostart", reason
 

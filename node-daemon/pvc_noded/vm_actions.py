@@ -101,7 +101,8 @@ def _start(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
         ctx.store,
         vm,
         {"state": action.then_state or "start", "confirmed": vm.request},
-        event=f"started on {ctx.here} ({action.reason})",
+        event=f"started on {ctx.here}",
+        why=action.reason,
     )
 
 
@@ -152,7 +153,8 @@ def _shutdown(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
             ctx.store,
             vm,
             {"state": action.then_state},
-            event=f"{how} on {ctx.here} ({action.reason})",
+            event=f"{how} on {ctx.here}",
+            why=action.reason,
         )
 
 

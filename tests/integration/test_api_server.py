@@ -201,6 +201,16 @@ def post(api: Api, path: str, method: str = "POST", **values: Any) -> tuple[int,
     return api.call(path, method=method, body=json.dumps(values).encode())
 
 
+def test_changes_through_the_api_are_recorded_as_the_api_clients(api: Api, pvc: PvcRunner) -> None:
+    post(api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)), node="hv1")
+    post(api, "/api/v1/vm/web1", autostart=True)
+    status, data = api.call("/api/v1/vm/web1/history?last=1")
+    assert status == 200 and data["dropped"] == 1
+    (entry,) = data["entries"]
+    assert entry["by"] == "pvcapid for 127.0.0.1 (key #1)"
+    assert entry["what"] == "meta node_autostart=True"
+
+
 def test_define_and_meta_behave_as_through_the_cli(api: Api, pvc: PvcRunner) -> None:
     status, vm = post(
         api, "/api/v1/vm", xml=domain_xml("web1", vm_uuid(1)), limit="hv2,hv3", selector="vms"

@@ -302,7 +302,9 @@ def make_version_1(store: ZkStore) -> None:
         ops.append(Delete(schema.domain_key_path(uuid, "migration_method")))
         ops.append(Delete(schema.domain_key_path(uuid, "request")))
         ops.append(Delete(schema.domain_key_path(uuid, "confirmed")))
+        ops.append(Delete(schema.domain_key_path(uuid, "history")))
     for name in store.children(schema.NODES_PATH):
+        ops.append(Delete(schema.node_key_path(name, "stats")))
         ops.append(Delete(schema.node_key_path(name, "libvirturi")))
         ops.append(Delete(schema.node_key_path(name, "migrationuri")))
     ops.append(SetData(schema.SCHEMA_VERSION_PATH, schema.encode_schema_version(1)))
@@ -315,19 +317,24 @@ def test_an_older_tree_is_refused_until_upgraded_and_upgrade_is_idempotent(
     define_vm(cluster, domain_xml("old1", vm_uuid(1)), target="hv1")
     make_version_1(cluster)
     refused = pvc("vm", "list", expect=5).output
-    assert "schema is version 1, older than this program's 3: run 'pvc cluster upgrade'" in refused
+    current = schema.SCHEMA_VERSION
+    assert (
+        f"schema is version 1, older than this program's {current}: run 'pvc cluster upgrade'"
+        in refused
+    )
     status = status_json(pvc)  # the summary still works, and says so
     assert (status["schema_version"], status["healthy"]) == (1, False)
     assert "run 'pvc cluster upgrade'" in pvc("cluster", "status").output
-    assert "from version 1 to 3" in pvc("cluster", "upgrade").output
-    assert "already at version 3" in pvc("cluster", "upgrade").output
+    assert f"from version 1 to {current}" in pvc("cluster", "upgrade").output
+    assert f"already at version {current}" in pvc("cluster", "upgrade").output
     # Every key is back with its default, and writes of the new keys work.
     assert pvc.info("old1")["migration_method"] == "none"
     pvc("vm", "meta", "old1", "--method", "live")
     assert pvc.info("old1")["migration_method"] == "live"
     assert cluster.exists(schema.LIVENESS_PATH) and cluster.exists(schema.LOCKS_PATH)
     assert cluster.get(schema.node_key_path("hv2", "libvirturi")).data == b""
-    assert status_json(pvc)["schema_version"] == 3
+    assert status_json(pvc)["schema_version"] == current
+    assert pvc("cluster", "check").exit_code == 0  # every key back, each as it should be
     # Requests are numbered again from the upgrade's default.
     assert cluster.get(schema.domain_key_path(vm_uuid(1), "request")).data == b"0"
     pvc("vm", "start", "old1")

@@ -114,6 +114,14 @@ def test_flush_and_ready_follow_limits_selectors_and_autostart(fast_cluster: Loc
         ), name
     assert back["fb"]["node_autostart"] is False  # the flag is spent
     assert back["fd"]["node"] == "hv2"  # not hv1's VM
+    # fb's history tells the story: who stopped it for the flush and why, who started it.
+    history = json.loads(pvc(fast_cluster, "vm", "history", "fb", "-o", "json"))["entries"]
+    by_daemon = [(entry["by"], entry["what"], entry["why"]) for entry in history]
+    stopped = next(item for item in by_daemon if item[1].startswith("stop-autostart"))
+    assert stopped[0] == "pvcnoded hv1" and stopped[2], stopped
+    assert any(
+        item[0] == "pvcnoded hv1" and item[1].startswith("started on hv1") for item in by_daemon
+    )
     assert node_info(fast_cluster, "hv1")["domainstate"] == "ready"
     for name in ("fa", "fb", "fc", "fd"):
         pvc(fast_cluster, "vm", "stop", name, "--yes", "--wait")
