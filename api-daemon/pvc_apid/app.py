@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from pvc_common.errors import InvalidInput, PvcError
 from pvc_common.history import acting_as
 from pvc_common.store import ZkStore
 
+from .metrics import cluster_registry
 from .routes import DEFAULT_MAX_WAIT, PREFIX, ROUTES, WAIT_TIMEOUT, Param, Route, read_params
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,16 @@ def key_index(given: str | None, keys: Sequence[str]) -> int | None:
 def key_accepted(given: str | None, keys: Sequence[str]) -> bool:
     """Whether ``given`` is one of ``keys`` (see :func:`key_index`)."""
     return key_index(given, keys) is not None
+
+
+def given_key() -> str | None:
+    """The API key of the request: ``X-Api-Key``, or an ``Authorization: Bearer`` token
+    (what Prometheus sends when a scrape configuration gives credentials)."""
+    key = request.headers.get(KEY_HEADER)
+    if key is None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return key
 
 
 def create_app(
@@ -84,9 +96,16 @@ def create_app(
             return None
         if request.endpoint in ("openapi", "api-docs"):
             return None
-        if not key_accepted(request.headers.get(KEY_HEADER), keys):
+        if not key_accepted(given_key(), keys):
             return error(401, f"a valid API key is required in the {KEY_HEADER} header")
         return None
+
+    registry = cluster_registry(store)
+
+    @app.get("/metrics", endpoint="metrics")
+    def metrics() -> Response:
+        # Read from ZooKeeper now: a failure is a JSON 503 like any other (target down).
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     for route in ROUTES:
         app.add_url_rule(
@@ -133,7 +152,7 @@ def _view(store: ZkStore, route: Route, max_wait: int, keys: Sequence[str]) -> A
                 )
             values[WAIT_TIMEOUT] = min(values[WAIT_TIMEOUT], max_wait)
         # The VM history names who asked: this daemon, for which client and key.
-        index = key_index(request.headers.get(KEY_HEADER), keys)
+        index = key_index(given_key(), keys)
         actor = f"pvcapid for {request.remote_addr}"
         if index is not None:
             actor += f" (key #{index + 1})"

@@ -264,6 +264,19 @@ class ZkStore:
                 results.append(Read(data or b"", stat.version))
         return results
 
+    def sizes_many(self, paths: Sequence[str]) -> list[int | None]:
+        """The data size in bytes of many znodes at once (pipelined, without their data);
+        None for a missing znode."""
+
+        def once() -> list[int | None]:
+            pending = [self._client.exists_async(path) for path in paths]
+            return [
+                None if stat is None else int(stat.data_length)
+                for stat in (result.get(timeout=self.timeout) for result in pending)
+            ]
+
+        return self._retry(once) if paths else []
+
     def children_many(self, paths: Sequence[str]) -> list[list[str] | None]:
         """Sorted children of many znodes at once (pipelined); None for a missing znode."""
 

@@ -26,6 +26,7 @@ from pvc_common.maintenance import load_inputs, new_record, record_vm
 from pvc_common.models import NodeRecord
 from pvc_common.mutations import update_node, update_vm
 from pvc_common.node_ops import live_nodes
+from pvc_common.node_stats import counted
 from pvc_common.snapshot import load_node, load_nodes
 from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
@@ -150,7 +151,9 @@ class FenceMonitor:
             self._fence_failed(node, record, "no BMC address is configured for it")
             return
         log.warning("node %r: fencing it through its BMC %s", name, bmc)
+        fence_started = time.monotonic()
         result = self.fencer.fence(bmc)
+        fence_seconds = time.monotonic() - fence_started
         if not result.confirmed_off:
             if self.config.fencing.recover_after_failed_fence:
                 log.error(
@@ -159,13 +162,18 @@ class FenceMonitor:
                     result.detail,
                 )
             else:
-                self._fence_failed(node, record, result.detail)
+                self._fence_failed(node, record, result.detail, fence_seconds)
                 return
         log.warning("node %r: fenced (%s)", name, result.detail)
         record = dict(record, fence=result.detail)
         fenced = self._write_node(
             node,
-            {"daemonstate": "fenced", "domainstate": "fence-flush", "maintenance": record},
+            lambda row: {
+                "daemonstate": "fenced",
+                "domainstate": "fence-flush",
+                "maintenance": record,
+                "stats": counted(row.stats, "fence", fence_seconds),
+            },
             f"fenced ({result.detail})",
             only_if=("dead",),
         )
@@ -182,23 +190,29 @@ class FenceMonitor:
             only_if=("fenced",),
         )
 
-    def _fence_failed(self, node: NodeRecord, record: dict[str, Any], detail: str) -> None:
+    def _fence_failed(
+        self, node: NodeRecord, record: dict[str, Any], detail: str, seconds: float = 0.0
+    ) -> None:
         message = f"FENCE FAILED, nothing recovered: {detail}"
         log.error("node %r: %s", node.name, message)
         self._write_node(
             load_node(self.store, node.name),
-            {"maintenance": dict(record, status="failed", fence=message)},
+            lambda row: {
+                "maintenance": dict(record, status="failed", fence=message),
+                "stats": counted(row.stats, "fence_failed", seconds),
+            },
             message,
         )
 
     def _write_node(
         self,
         node: NodeRecord,
-        changes: dict[str, Any],
+        changes: dict[str, Any] | Callable[[NodeRecord], dict[str, Any]],
         event: str,
         only_if: tuple[str, ...] = (),
     ) -> NodeRecord | None:
-        """Write ``changes``, re-reading on a conflict; None if ``only_if`` no longer holds.
+        """Write ``changes`` (or what ``changes(row)`` gives), re-reading on a conflict;
+        None if ``only_if`` no longer holds.
 
         A client may write the row meanwhile (pvc node ready), and the node itself may come
         back: ``only_if`` names the daemon states the write still makes sense in.
@@ -206,8 +220,9 @@ class FenceMonitor:
         for attempt in range(5):
             if only_if and node.daemonstate not in only_if:
                 return None
+            values = changes(node) if callable(changes) else changes
             try:
-                return update_node(self.store, node, changes, event=event)
+                return update_node(self.store, node, values, event=event)
             except Conflict:
                 if attempt == 4:
                     raise

@@ -17,6 +17,7 @@ from pvc_common import schema
 from pvc_common.errors import Conflict, HypervisorError, NotFound, PvcError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.mutations import update_vm
+from pvc_common.node_stats import counted
 from pvc_common.reconcile import (
     Action,
     Kind,
@@ -195,6 +196,7 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
     if target is None or method == "stay":
         _stay(ctx, vm, why_not)
         return
+    started = time.monotonic()
     live_error = ""
     if method == "live":
         live_error = _try_live(ctx, vm, target)
@@ -215,6 +217,7 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
             except Conflict:
                 # The target saw it arrive and recorded it first: nothing left to do.
                 pass
+            _count(ctx, "migration_live", started)
             return
         if vm.migration_method == "live":
             _stay(ctx, vm, f"{live_error} (to {target.name}); migration_method is live")
@@ -237,6 +240,16 @@ def _migrate_out(ctx: ActionContext, vm: VmRecord, action: Action) -> None:
         lambda row: {"runningdomains": ctx.listed_now()},
         event=f"shutdown-migrated {ctx.here} -> {target.name} ({how})",
     )
+    _count(ctx, "migration_shutdown", started)
+
+
+def _count(ctx: ActionContext, counter: str, started: float) -> None:
+    """Add a finished migration to this node's counters (for /metrics); never fatal."""
+    seconds = time.monotonic() - started
+    try:
+        ctx.row.update(lambda row: {"stats": counted(row.stats, counter, seconds)})
+    except PvcError as error:
+        log.warning("could not count a %s: %s", counter, error)
 
 
 def _target_now(ctx: ActionContext, vm: VmRecord, name: str) -> tuple[NodeRecord | None, str, str]:

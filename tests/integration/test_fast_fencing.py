@@ -87,6 +87,8 @@ def test_a_powered_off_node_is_fenced_and_its_vms_recovered(fenced_cluster: Loca
     assert hv3["daemonstate"] == "fenced"
     assert hv3["maintenance"]["kind"] == "recovery" and hv3["maintenance"]["status"] == "done"
     assert "power off confirmed" in hv3["maintenance"]["fence"]
+    fences = hv3["stats"]["fence"]  # counted for /metrics, with the BMC exchange's time
+    assert fences["count"] == 1 and fences["seconds"] > 0, hv3["stats"]
     wait_until(lambda: running_on(c, free) in (["hv1"], ["hv2"]), 30, "rf1 not running again")
     wait_until(lambda: running_on(c, limited) == ["hv2"], 30, "rf3 not running on hv2")
     assert (info(c, "rf1")["lastnode"], info(c, "rf3")["lastnode"]) == ("hv3", "hv3")
@@ -121,6 +123,7 @@ def test_a_refused_fence_recovers_nothing(fenced_cluster: LocalCluster) -> None:
         wait_until(fence_failed, 60, "the failed fence was not recorded")
         hv2 = seen[-1]
         assert hv2["daemonstate"] == "dead" and "FENCE FAILED" in hv2["maintenance"]["fence"]
+        assert hv2["stats"]["fence_failed"]["count"] >= 1 and "fence" not in hv2["stats"]
         assert info(c, "rr1")["node"] == "hv2"  # nothing was recovered elsewhere
         assert running_on(c, vm_uuid) == ["hv2"]
     finally:

@@ -98,6 +98,9 @@ def test_flush_and_ready_follow_limits_selectors_and_autostart(fast_cluster: Loc
     hv1 = node_info(fast_cluster, "hv1")
     assert hv1["domainstate"] == "flushed" and hv1["runningdomains"] == []
     assert hv1["maintenance"]["status"] == "done"
+    # hv1's daemon counted the two VMs it sent away, with their durations (for /metrics).
+    sent = hv1["stats"]["migration_shutdown"]
+    assert sent["count"] == 2 and sent["seconds"] > 0, hv1["stats"]
     # A flushed node takes nothing new.
     assert "hv1 is not ready" in pvc(
         fast_cluster, "vm", "migrate", "fd", "--target", "hv1", expect=5
