@@ -17,7 +17,7 @@ APT_PACKAGES := zookeeper libvirt-dev pkg-config libvirt-daemon libvirt-daemon-d
 	libvirt-clients qemu-system-x86 busybox-static cpio openipmi ipmitool \
 	ceph-mon ceph-osd ceph-common qemu-block-extra
 
-.PHONY: test lint unit integration bench system-deps venv clean cluster cluster-down
+.PHONY: test lint unit integration bench system-deps venv clean cluster cluster-down deb demo
 
 test: lint
 	$(BIN)/pytest -q
@@ -47,6 +47,11 @@ cluster: venv system-deps
 cluster-down: venv
 	@$(BIN)/python -m tests.harness.cluster down
 
+# A guided tour on the local cluster (brought up first if it is not running; left running).
+# It pauses between steps on a terminal; DEMO_ARGS=--no-pause runs straight through.
+demo: venv system-deps
+	@$(BIN)/python -m tests.harness.demo $(DEMO_ARGS)
+
 system-deps: $(STAMPS)/system-deps
 
 # Debian's zookeeper package only installs jars; the tests start their own servers.
@@ -72,6 +77,25 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/system-deps
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
+
+# Debian packages (debian/README.md): the build dependencies of debian/control from apt if
+# missing, then dpkg-buildpackage in a copy of the working tree (uncommitted changes
+# included, no .venv, .git or caches); the four .deb files end up in build/deb/.
+DEB_TREE := build/deb-tree
+
+deb:
+	@command -v dpkg-checkbuilddeps >/dev/null || $(SUDO) apt-get install -y --no-install-recommends dpkg-dev \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends dpkg-dev; }
+	@dpkg-checkbuilddeps 2>/dev/null || $(SUDO) apt-get build-dep -y --no-install-recommends ./ \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get build-dep -y --no-install-recommends ./; }
+	@rm -rf $(DEB_TREE) && mkdir -p $(DEB_TREE)/pvc build/deb
+	@tar -cf - --exclude='./.*' --exclude=./build --exclude=./dist --exclude=__pycache__ \
+		--exclude='*.egg-info' . | tar -xf - -C $(DEB_TREE)/pvc
+	@echo "dpkg-buildpackage -us -uc -b in $(DEB_TREE)/pvc (log: $(DEB_TREE)/build.log)"
+	@cd $(DEB_TREE)/pvc && env -u PYTHONPATH -u PYTHONHOME -u VIRTUAL_ENV \
+		PATH=/usr/bin:/bin:/usr/sbin:/sbin:$$PATH dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
+		|| { tail -n 40 ../build.log; exit 1; }
+	@rm -f build/deb/*.deb && cp $(DEB_TREE)/*.deb build/deb/ && ls -1 build/deb/*.deb
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .pytest_cache .mypy_cache .ruff_cache .cache

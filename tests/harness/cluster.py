@@ -14,6 +14,10 @@ Two modes:
     machines without them. VMs "run" only in the daemon's memory: live migration is not
     supported there, so migrations use the shutdown-and-start fallback.
 
+``make cluster`` also gives every node a simulated BMC (:mod:`tests.harness.bmc`) when
+ipmi_sim and ipmitool are installed, with fast fencing settings, so a power cut is fenced
+within seconds (``make demo`` shows it).
+
 Everything lives in one work directory (``.cluster/`` for ``make cluster``) with a
 ``cluster.json`` recording every PID, so ``down`` stops exactly what ``up`` started, from
 any process. Processes are always stopped by recorded PID (checked against their command
@@ -298,6 +302,8 @@ class LocalCluster:
         daemon.stop()
         daemon.start()
         self.wire_power(name)
+        if not self.die_with_parent:  # a detached cluster: make cluster-down needs the new PID
+            self._save_state()
 
     def wait_nodes_running(self, timeout: float = 60.0) -> None:
         """Wait until every node's daemon state is ``run``."""
@@ -390,6 +396,8 @@ class LocalCluster:
                 for name, daemon in self.daemons.items()
             },
         }
+        if self.bmcs:  # each records itself in bmcs/<name>/bmc.json
+            state["bmcs"] = {name: {"port": bmc.port} for name, bmc in sorted(self.bmcs.items())}
         if self.api is not None:
             state["api"] = {
                 "pid": self.api.pid,
@@ -407,7 +415,11 @@ class LocalCluster:
             state = json.loads((workdir / STATE_FILE).read_text())
         except (OSError, ValueError) as error:
             raise ClusterError(f"no cluster recorded in {workdir}: {error}") from None
-        cluster = cls(workdir, mode=state["mode"], nodes=tuple(state["nodes"]))
+        # Its processes are detached (die_with_parent=False): what this process restarts
+        # (power_on) is recorded in the state file too.
+        cluster = cls(
+            workdir, mode=state["mode"], nodes=tuple(state["nodes"]), die_with_parent=False
+        )
         server = cluster._zookeeper_server()
         server.client_port = int(state["zookeeper"]["hosts"].rsplit(":", 1)[1])
         server.pid = state["zookeeper"]["pid"]
@@ -420,6 +432,12 @@ class LocalCluster:
                 from tests.harness.hypervisor import LibvirtHost
 
                 cluster.hosts[name] = LibvirtHost.attach(workdir / "hosts", name)
+        if state.get("bmcs"):
+            from tests.harness.bmc import BmcSimulator
+
+            cluster.with_bmcs = True
+            for name in state["bmcs"]:
+                cluster.bmcs[name] = BmcSimulator.attach(workdir / "bmcs", name)
         if "api" in state:
             api = state["api"]
             cluster.api_port, cluster.api_key = int(api["port"]), str(api["key"])
@@ -440,7 +458,8 @@ class LocalCluster:
         hosts_alive = all(host.is_alive() for host in self.hosts.values())
         api_alive = self.api is None or self.api.is_alive()
         daemons_alive = all(d.is_alive() for d in self.daemons.values())
-        return zookeeper_alive and hosts_alive and daemons_alive and api_alive
+        bmcs_alive = all(bmc.is_alive() for bmc in self.bmcs.values())
+        return zookeeper_alive and hosts_alive and daemons_alive and api_alive and bmcs_alive
 
     def stop_recorded(self) -> None:
         """Stop what :meth:`attach` found (from another process than the one that started it)."""
@@ -450,6 +469,8 @@ class LocalCluster:
             daemon.stop()
         for host in self.hosts.values():
             host.stop()
+        for bmc in self.bmcs.values():
+            bmc.stop()
         stop_pid(self._zookeeper_server().pid, str(self.workdir))
         with contextlib.suppress(OSError):
             (self.workdir / STATE_FILE).unlink()
@@ -598,6 +619,8 @@ def _usage(cluster: LocalCluster) -> str:
     for name in cluster.node_names:
         daemon = cluster.daemons[name]
         lines.append(f"  {name:<11} pvcnoded pid {daemon.pid}, log {daemon.log_path}")
+        if name in cluster.bmcs:
+            lines.append(f"  {'':<11} BMC {cluster.bmcs[name].ipmihostname} (IPMI over LAN)")
     lines += [
         f"  demo VM     {DEMO_VM}, console log {cluster.console_log(DEMO_VM)}",
         "",
@@ -608,6 +631,7 @@ def _usage(cluster: LocalCluster) -> str:
         f"  {pvc} vm migrate {DEMO_VM} --target hv2 --wait",
         f"  {pvc} vm unmigrate {DEMO_VM} --wait",
         f"  tail -f {cluster.console_log(DEMO_VM)}",
+        "Or take the guided tour (flush, ready, a power cut and its fence): make demo",
         "Stop it all with: make cluster-down",
         "",
     ]
@@ -625,7 +649,7 @@ def _clear_workdir(workdir: Path) -> None:
     """Remove the files of a previous (stopped) cluster, keeping nothing stale."""
     import shutil
 
-    for child in ("zookeeper", "nodes", "hosts", "console", "api", STATE_FILE):
+    for child in ("zookeeper", "nodes", "hosts", "bmcs", "console", "api", STATE_FILE):
         path = workdir / child
         if path.is_dir():
             shutil.rmtree(path)
@@ -633,8 +657,29 @@ def _clear_workdir(workdir: Path) -> None:
             path.unlink()
 
 
-def up(workdir: Path, mode: Mode, api_port: int = 7370) -> LocalCluster:
-    """Bring the cluster up, or leave a running one as it is (idempotent)."""
+#: Daemon settings of ``make cluster`` when it has BMCs: a node whose power is cut is
+#: found dead and fenced within seconds (as in tests/cluster/test_fencing.py).
+FAST_FENCING: dict[str, dict[str, Any]] = {"fencing": {"intervals": 3, "rechecks": 2, "timeout": 5}}
+
+
+def bmcs_available() -> bool:
+    """Whether ipmi_sim and ipmitool are installed (make system-deps installs them)."""
+    from tests.harness.bmc import BmcUnavailable, check_prerequisites
+
+    try:
+        check_prerequisites()
+    except BmcUnavailable:
+        return False
+    return True
+
+
+def up(workdir: Path, mode: Mode, api_port: int = 7370, bmcs: bool | None = None) -> LocalCluster:
+    """Bring the cluster up, or leave a running one as it is (idempotent).
+
+    ``bmcs``: give every node a simulated BMC (power-off through IPMI kills the node's
+    processes, and the daemons fence a dead node with it, within seconds); ``None``
+    (default) does so when ipmi_sim and ipmitool are installed.
+    """
     if (workdir / STATE_FILE).exists():
         existing = LocalCluster.attach(workdir)
         if existing.is_running() and existing.mode == mode:
@@ -643,7 +688,16 @@ def up(workdir: Path, mode: Mode, api_port: int = 7370) -> LocalCluster:
         print("Stopping what is left of a previous cluster ...", file=sys.stderr)
         existing.stop_recorded()
     _clear_workdir(workdir)
-    cluster = LocalCluster(workdir, mode=mode, die_with_parent=False, api_port=api_port)
+    if bmcs is None:
+        bmcs = bmcs_available()
+    cluster = LocalCluster(
+        workdir,
+        mode=mode,
+        die_with_parent=False,
+        api_port=api_port,
+        bmcs=bmcs,
+        daemon_settings=FAST_FENCING if bmcs else None,
+    )
     print(
         f"Starting ZooKeeper, {len(cluster.node_names)} hosts and node daemons ...", file=sys.stderr
     )
