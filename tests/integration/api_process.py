@@ -52,8 +52,11 @@ class Api:
         return status, json.loads(payload)
 
 
-def start_api(config: Path, base: str, context: ssl.SSLContext | None) -> subprocess.Popen[bytes]:
-    """Start pvcapid on ``config``; its output goes to ``pvcapid.log`` beside the config.
+def start_api(
+    config: Path, base: str, context: ssl.SSLContext | None, command: str = PVCAPID
+) -> subprocess.Popen[bytes]:
+    """Start pvcapid (``command``: the venv's by default) on ``config``; its output goes to
+    ``pvcapid.log`` beside the config.
 
     A file, not a pipe: nobody reads a pipe while the tests run, and a full one (64 KiB,
     about a thousand logged writes) would block the daemon.
@@ -61,7 +64,7 @@ def start_api(config: Path, base: str, context: ssl.SSLContext | None) -> subpro
     log_path = config.with_name("pvcapid.log")
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [PVCAPID, "--config", str(config)],
+            [command, "--config", str(config)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
