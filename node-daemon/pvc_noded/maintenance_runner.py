@@ -238,7 +238,11 @@ class MaintenanceRunner:
             change = as_request(vm, change)  # a waiter on an earlier request is superseded
         try:
             written = update_vm(
-                self.store, vm, change, event=f"{step.action} {step.target}", why=step.reason
+                self.store,
+                vm,
+                change,
+                event=f"{step.action} -> {step.target}" if step.target else step.action,
+                why=step.reason,
             )
         except Conflict:
             return  # changed meanwhile: the next pass plans it again
