@@ -268,7 +268,26 @@ def parse_config(data: object, source: str = "<config>") -> NodeConfig:
     Raises :class:`ConfigError` naming every problem. ``source`` names the origin in the
     message and is kept as :attr:`NodeConfig.source`.
     """
-    return NodeConfig(**parse_sections(data, SECTIONS, source), source=source)
+    config = NodeConfig(**parse_sections(data, SECTIONS, source), source=source)
+    problems = _fencing_problems(config.fencing)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _fencing_problems(fencing: FencingSection) -> list[str]:
+    """What makes the fencing settings unusable: found now, not when a node dies."""
+    # Imported here: fencing imports this module's types.
+    from .fencing import check_command_template
+
+    if fencing.method == "command" and not fencing.command:
+        return ["fencing.command: required when fencing.method is command"]
+    if fencing.command:
+        try:
+            check_command_template(fencing.command)
+        except ValueError as error:
+            return [f"fencing.command: {error}"]
+    return []
 
 
 def load_config(path: Path) -> NodeConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -592,3 +593,24 @@ def test_rendered_config_masks_the_bmc_password_and_loads_back() -> None:
     rendered = cfg.render_config(config)
     assert "s3cret!" not in rendered and "bmc_password: '********'" in rendered
     assert config.fencing.rbd_command == ("rbd", "--id", "x")
+
+
+@pytest.mark.parametrize(
+    ("fencing", "problem"),
+    [
+        ({"method": "command"}, "fencing.command: required when fencing.method is command"),
+        (
+            {"method": "command", "command": ["fence_ipmilan", "--ip={hots}"]},
+            "only {host}, {port}, {username}, {password}, {action} may be used, not {hots}",
+        ),
+        ({"command": ["fence_ipmilan", "{host!r}"]}, "fencing.command:"),
+    ],
+)
+def test_an_unusable_fence_agent_is_refused_when_the_config_is_read(
+    fencing: dict[str, Any], problem: str
+) -> None:
+    """Found by --validate-config and at start, not by the fencing thread when a node dies."""
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_config({**MINIMAL, "fencing": fencing})
+    usable = {"method": "command", "command": ["fence_ipmilan", "--ip={host}", "-o", "{action}"]}
+    assert parse_config({**MINIMAL, "fencing": usable}).fencing.command == tuple(usable["command"])
