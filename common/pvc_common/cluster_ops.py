@@ -31,8 +31,9 @@ def init_cluster(store: ZkStore, *, wipe: bool = False) -> None:
 
     An existing cluster is refused unless ``wipe`` is given; then it is deleted first.
     The schema version is deleted first and written last, so an interrupted wipe never
-    leaves a tree that looks initialised.
+    leaves a tree that looks initialised. The connect string's chroot is created if needed.
     """
+    store.ensure_chroot()
     if cluster_exists(store):
         if not wipe:
             raise PreconditionFailed(

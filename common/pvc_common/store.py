@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import warnings
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -177,7 +178,11 @@ class ZkStore:
     def connect(self) -> ZkStore:
         """Open the session; raise :class:`StoreUnavailable` when no server answers in time."""
         try:
-            self._client.start(timeout=self.timeout)
+            with warnings.catch_warnings():
+                # kazoo warns when the chroot does not exist yet: every command but
+                # 'pvc cluster init' (which creates it) says the cluster is not initialised.
+                warnings.filterwarnings("ignore", message="No chroot path exists")
+                self._client.start(timeout=self.timeout)
         except (KazooTimeoutError, KazooException, OSError) as error:
             self._client.stop()
             self._client.close()
@@ -185,6 +190,29 @@ class ZkStore:
                 f"ZooKeeper at {self.hosts} is unreachable ({error or type(error).__name__})"
             ) from None
         return self
+
+    def ensure_chroot(self) -> None:
+        """Create the chroot of the connect string (``host:2181/pvc``) if it is missing.
+
+        A chrooted session cannot create its own root, so a short session without the
+        chroot does it. Nothing to do without a chroot.
+        """
+        chroot = self._client.chroot
+        if not chroot or self.exists("/"):
+            return
+        servers = self.hosts[: len(self.hosts) - len(chroot)]
+        plain = KazooClient(hosts=servers, timeout=self.timeout)
+        try:
+            plain.start(timeout=self.timeout)
+            plain.ensure_path(chroot)
+        except (KazooTimeoutError, KazooException, OSError) as error:
+            reason = error or type(error).__name__
+            raise StoreUnavailable(
+                f"could not create the chroot {chroot} at {servers} ({reason})"
+            ) from None
+        finally:
+            plain.stop()
+            plain.close()
 
     def close(self) -> None:
         """End the session and release the connection."""

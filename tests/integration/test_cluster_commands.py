@@ -80,6 +80,20 @@ def test_init_creates_the_tree_on_an_empty_tree(fresh: PvcRunner, store: ZkStore
     assert status["nodes"]["total"] == status["vms"]["total"] == status["networks"] == 0
 
 
+def test_init_creates_a_missing_chroot_and_other_commands_ask_for_init(
+    zk_hosts: str,
+) -> None:
+    hosts = f"{zk_hosts}/pvc/prod"  # zk_hosts is a chroot already: nest a missing one in it
+    absent = PvcRunner(hosts)
+    status = absent("cluster", "status", expect=5)
+    assert status.output == f"{NOT_INITIALISED}\n"  # one line, no kazoo warning
+    result = absent("cluster", "init")
+    assert (result.stdout, result.stderr) == ("Cluster initialised\n", "")
+    assert absent("cluster", "check").stdout.startswith("No problems found")
+    with ZkStore(zk_hosts) as parent:
+        assert parent.exists("/pvc/prod/schema/version")
+
+
 def test_second_init_is_refused_and_changes_nothing(
     pvc: PvcRunner, cluster: ZkStore, tmp_path: Path
 ) -> None:
