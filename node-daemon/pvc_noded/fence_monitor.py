@@ -146,9 +146,9 @@ class FenceMonitor:
             log.info("node %r came back: not fencing it", name)
             return
         node = marked
-        bmc = _bmc_of(node)
+        bmc, why_not = _bmc_of(node)
         if bmc is None:
-            self._fence_failed(node, record, "no BMC address is configured for it")
+            self._fence_failed(node, record, why_not)
             return
         log.warning("node %r: fencing it through its BMC %s", name, bmc)
         fence_started = time.monotonic()
@@ -305,9 +305,12 @@ class FenceMonitor:
         return "stopped-autostart", reason
 
 
-def _bmc_of(node: NodeRecord) -> BmcAddress | None:
+def _bmc_of(node: NodeRecord) -> tuple[BmcAddress | None, str]:
+    """The node's BMC, or None and why it cannot be used (for the FENCE FAILED record)."""
     try:
-        return BmcAddress.from_node(node)
+        bmc = BmcAddress.from_node(node)
     except InvalidInput as error:
-        log.error("node %r: unusable BMC settings: %s", node.name, error)
-        return None
+        return None, f"its BMC settings cannot be used: {error}"
+    if bmc is None:
+        return None, "no BMC address is configured for it"
+    return bmc, ""

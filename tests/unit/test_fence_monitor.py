@@ -78,3 +78,13 @@ def test_fence_retry_reason() -> None:
     assert fence_retry_reason(row("hv3", "dead", maintenance=FAILED)) == "its last fence failed"
     running = {"kind": "fence", "status": "running"}
     assert "has not finished" in fence_retry_reason(row("hv3", "dead", maintenance=running))
+
+
+def test_a_fence_without_a_usable_bmc_says_which_problem() -> None:
+    from pvc_noded.fence_monitor import _bmc_of
+
+    assert _bmc_of(row("hv2")) == (None, "no BMC address is configured for it")
+    bmc, why_not = _bmc_of(row("hv2", ipmihostname="[zz]:623"))
+    assert bmc is None and why_not.startswith("its BMC settings cannot be used: ")
+    bmc, why_not = _bmc_of(row("hv2", ipmihostname="10.0.0.2", ipmiusername="admin"))
+    assert bmc is not None and why_not == ""
