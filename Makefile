@@ -33,11 +33,10 @@ lint: venv system-deps
 	$(BIN)/ruff format --check common client-cli node-daemon api-daemon tests benchmarks docs
 	$(BIN)/mypy
 
+# Every benchmark in turn (15 to 20 minutes on 2 cores; the machine should be quiet), their
+# figures written to docs/benchmarks.md (benchmarks/README.md).
 bench: venv system-deps
-	$(BIN)/python benchmarks/vm_list.py
-	$(BIN)/python benchmarks/lifecycle.py
-	$(BIN)/python benchmarks/ha.py
-	$(BIN)/python benchmarks/console.py
+	$(BIN)/python benchmarks/report.py
 
 MODE ?= qemu
 

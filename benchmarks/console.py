@@ -72,14 +72,15 @@ printed between the two is compared with what was written.
 
 Run it from the repository root::
 
-    .venv/bin/python benchmarks/console.py [--quick] [--keep] [--json]
+    .venv/bin/python benchmarks/console.py [--quick] [--keep] [--json [FILE]]
 
 It needs ZooKeeper (``make system-deps``); the test driver needs no libvirtd or QEMU.
-Figures go to stdout, progress to stderr; ``--json`` also prints the figures as JSON
-after the table. The exit code is 0 when the measurements were made, whether or not the
-targets are met, and 1 when the benchmark itself failed (the cluster, a VM or a follower
-did not come up). Every process it starts (the followers, the baseline's two processes)
-is stopped by its PID; the cluster by the PIDs its harness recorded.
+Figures go to stdout, progress to stderr; ``--json FILE`` also writes the figures as JSON
+to FILE (``--json`` alone prints them after the table). The exit code is 0 when the
+measurements were made, whether or not the targets are met, and 1 when the benchmark
+itself failed (the cluster, a VM or a follower did not come up). Every process it starts
+(the followers, the baseline's two processes) is stopped by its PID; the cluster by the
+PIDs its harness recorded.
 """
 
 from __future__ import annotations
@@ -1178,6 +1179,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
         "elapsed_s": time.time() - started,
         "settings": settings,
+        "baseline": {"poll_s": BASELINE_POLL, "read_s": BASELINE_READ, "lines": BASELINE_LINES},
+        "targets": {"p99_s": TARGET_P99, "p50_ratio": TARGET_P50_RATIO},
+        "nodes": {"feed": FEED_NODE, "watched": WATCHED_NODE, "unwatched": UNWATCHED_NODE},
         "latency": latency,
         "exactness": exactness,
         "exactness_slow": slow,
@@ -1217,7 +1221,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 2 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's directory")
     parser.add_argument(
-        "--json", action="store_true", help="also print the figures as JSON after the table"
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="also write the figures as JSON to FILE; --json alone prints them after the table",
     )
     # The baseline's own processes (this script started by itself).
     parser.add_argument("--baseline-role", choices=("poller", "client"), help=argparse.SUPPRESS)
@@ -1266,8 +1274,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(report(figures))
-    if args.json:
+    if args.json == "-":
         print(json.dumps(for_json(figures), indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(for_json(figures), indent=2) + "\n")
+        log(f"figures written to {args.json}")
     return 0
 
 

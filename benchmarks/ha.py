@@ -69,14 +69,16 @@ measures, and always stops them again by the PIDs the harness recorded.
 
 Run it from the repository root::
 
-    .venv/bin/python benchmarks/ha.py [--runs 3] [--fence-runs 2] [--quick] [--keep] [--json]
+    .venv/bin/python benchmarks/ha.py [--runs 3] [--fence-runs 2] [--quick] [--keep]
+                                      [--json [FILE]]
 
 It needs what ``make cluster`` and the fencing tests need (libvirtd, QEMU, ZooKeeper,
 busybox-static, openipmi, ipmitool; ``make system-deps``). Figures go to stdout,
-progress to stderr; ``--json`` also prints the figures as JSON after the table. The exit
-code is 0 when the measurements were made (there is no speed target) and 1 when the
-benchmark itself failed; a failed cluster's work directory is kept for its logs (with
-``--keep``, every cluster's) and its path printed.
+progress to stderr; ``--json FILE`` also writes the figures as JSON to FILE (``--json``
+alone prints them after the table). The exit code is 0 when the measurements were made
+(there is no speed target) and 1 when the benchmark itself failed; a failed cluster's
+work directory is kept for its logs (with ``--keep``, every cluster's) and its path
+printed.
 """
 
 from __future__ import annotations
@@ -1168,7 +1170,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep the clusters' work directories (daemon, libvirtd and BMC logs) in /tmp",
     )
     parser.add_argument(
-        "--json", action="store_true", help="also print the figures as JSON after the table"
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="also write the figures as JSON to FILE; --json alone prints them after the table",
     )
     args = parser.parse_args(argv)
     # Explicit counts win over --quick's.
@@ -1231,12 +1237,16 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": time.time() - started,
         "poll_interval_s": POLL_INTERVAL,
         "default_concurrency": default_concurrency(),
+        "nodes": {"flushed": HOME, "powered_off": VICTIM},
         "flush": flush,
         "power_loss": power_loss,
     }
     print(report(figures))
-    if args.json:
+    if args.json == "-":
         print(json.dumps(figures, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        log(f"figures written to {args.json}")
     return 0
 
 

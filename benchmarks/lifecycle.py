@@ -57,14 +57,15 @@ median / max; the differences are paired (run i of one minus run i of the other)
 
 Run it from the repository root::
 
-    .venv/bin/python benchmarks/lifecycle.py [--runs 5] [--json]
+    .venv/bin/python benchmarks/lifecycle.py [--runs 5] [--json [FILE]]
 
 It needs what ``make cluster`` needs (libvirtd, QEMU, ZooKeeper, busybox-static; ``make
-system-deps``). Figures go to stdout, progress to stderr; ``--json`` also prints the
-figures as JSON after the table. The exit code is 0 when the measurements were made,
-1 when the benchmark itself failed and 2 when a migration turned out not to be live.
-The work directory is removed afterwards unless something failed (its daemon and
-libvirtd logs are then kept for inspection and its path is printed).
+system-deps``). Figures go to stdout, progress to stderr; ``--json FILE`` also writes the
+figures as JSON to FILE (``--json`` alone prints them after the table). The exit code is
+0 when the measurements were made, 1 when the benchmark itself failed and 2 when a
+migration turned out not to be live. The work directory is removed afterwards unless
+something failed (its daemon and libvirtd logs are then kept for inspection and its path
+is printed).
 """
 
 from __future__ import annotations
@@ -938,7 +939,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each (default 5)")
     parser.add_argument(
-        "--json", action="store_true", help="also print the figures as JSON after the table"
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="also write the figures as JSON to FILE; --json alone prints them after the table",
     )
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -1014,8 +1019,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(report(figures, checks))
-    if args.json:
+    if args.json == "-":
         print(json.dumps(figures, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        log(f"figures written to {args.json}")
     return 0 if figures["all_migrations_live"] else 2
 
 

@@ -19,6 +19,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def memory_bytes() -> int | None:
+    """The machine's total memory (``MemTotal`` of /proc/meminfo), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "MemTotal":
+                amount, _, unit = value.strip().partition(" ")
+                return int(amount) * (1024 if unit.strip().lower() == "kb" else 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def zookeeper_version(hosts: str) -> str:
     """The version the cluster's ZooKeeper server reports (four-letter word ``srvr``).
 
