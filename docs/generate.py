@@ -138,7 +138,8 @@ tree lacks) and says to run `pvc cluster upgrade`, which adds what each newer ve
 needs with its default, creating only what is missing and writing the new version last,
 so it is safe on a live cluster and safe to run again. Version 2 added `migration_method`
 and `lockflush` to VMs, `libvirturi`, `migrationuri` and `maintenance` to nodes, and the
-`/liveness` and `/locks` roots.
+`/liveness` and `/locks` roots; version 3 added `request`, `confirmed` and `console` to
+VMs; version 4 added `history` to VMs and `stats` to nodes.
 
 ## Row versions
 
