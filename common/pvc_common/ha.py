@@ -12,7 +12,7 @@ never overfills a target that looked empty at the start.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .models import NodeRecord, VmRecord
@@ -164,12 +164,20 @@ def recovery_plan(
     sizes: Mapping[str, VmSize],
     *,
     default_selector: str,
+    live: Collection[str] | None = None,
 ) -> Plan:
     """Where each VM that ran on a fenced ``node`` starts again.
 
     As a flush, but the VMs are started (they died with the node), and the fenced node's
-    own stale figures are not a candidate: it is not ready.
+    own stale figures are not a candidate: it is not ready. With ``live`` (the nodes whose
+    daemon holds a ZooKeeper session), a node without one is no candidate either, even if
+    it is not judged dead yet: its daemon could not start anything.
     """
+    if live is not None:
+        nodes = [
+            n if n.name in live or n.daemonstate != "run" else replace(n, daemonstate="dead")
+            for n in nodes
+        ]
     return _place_all(
         "recovery", node, vms, nodes, sizes, default_selector, "start", "stop-autostart"
     )
@@ -292,3 +300,18 @@ def fencing_allowed(
             "isolated one"
         )
     return True, ""
+
+
+def recovery_unfinished(node: NodeRecord, observer: str, live: Collection[str]) -> bool:
+    """Whether ``node`` was fenced and its recovery never finished (seen by ``observer``).
+
+    A confirmed fence marks a node ``fenced`` and ``fence-flush``; its recovery ends in
+    ``flushed``. A node still in between, whose daemon is not back, was left so by a
+    coordinator that stopped during the recovery.
+    """
+    return (
+        node.name != observer
+        and node.daemonstate == "fenced"
+        and node.domainstate == "fence-flush"
+        and node.name not in live
+    )

@@ -21,7 +21,13 @@ from typing import Any
 
 from pvc_common import schema
 from pvc_common.errors import Conflict, InvalidInput, PvcError
-from pvc_common.ha import fence_retry_reason, fencing_allowed, judge_node, recovery_plan
+from pvc_common.ha import (
+    fence_retry_reason,
+    fencing_allowed,
+    judge_node,
+    recovery_plan,
+    recovery_unfinished,
+)
 from pvc_common.maintenance import load_inputs, new_record, record_vm
 from pvc_common.models import NodeRecord
 from pvc_common.mutations import update_node, update_vm
@@ -92,6 +98,11 @@ class FenceMonitor:
             for n in nodes
             if n.name != self.here and n.daemonstate == "dead" and n.name not in live
         }
+        # A node left fenced in 'fence-flush' by a coordinator that stopped during its
+        # recovery: the fence was confirmed, so finishing the recovery is safe.
+        for node in nodes:
+            if recovery_unfinished(node, self.here, live):
+                self._resume(node.name)
         dead = sorted({name for name, h in healths.items() if h.dead} | set(retry))
         self._suspects = {name: self._suspects.get(name, 0) + 1 for name in dead}
         if not dead:
@@ -131,6 +142,35 @@ class FenceMonitor:
             self._fence_locked(name)
         finally:
             self._suspects.pop(name, None)
+            self.store.release_ephemeral(lock)
+
+    def _resume(self, name: str) -> None:
+        """Finish the recovery of a fenced node, under the same lock as a fence.
+
+        The lock is an ephemeral znode: while the coordinator that fenced the node is
+        alive (recovering) it holds it; it is free only once that session has ended.
+        """
+        lock = schema.fence_lock_path(name)
+        if not self.store.try_lock(lock, self.here.encode()):
+            return  # its recovery is under way, by the coordinator that fenced it
+        try:
+            node = load_node(self.store, name)
+            if not recovery_unfinished(node, self.here, live_nodes(self.store)):
+                return
+            log.warning(
+                "node %r: resuming its recovery (the coordinator that fenced it stopped "
+                "before finishing it)",
+                name,
+            )
+            record = dict(node.maintenance, resumed_by=self.here)
+            record = self._recover(node, record)
+            self._write_node(
+                load_node(self.store, name),
+                {"domainstate": "flushed", "maintenance": dict(record, status="done")},
+                "recovery done (resumed): flushed",
+                only_if=("fenced",),
+            )
+        finally:
             self.store.release_ephemeral(lock)
 
     def _fence_locked(self, name: str) -> None:
@@ -240,6 +280,7 @@ class FenceMonitor:
             inputs.nodes,
             inputs.sizes,
             default_selector=inputs.default_selector,
+            live=live_nodes(self.store),
         )
         by_uuid = {vm.uuid: vm for vm in inputs.vms}
         record = dict(record, kind="recovery")

@@ -25,6 +25,7 @@ from pvc_common.ha import (
     fencing_allowed,
     judge_node,
     recovery_plan,
+    recovery_unfinished,
 )
 from pvc_common.maintenance import new_record, record_vm
 from pvc_common.models import NodeRecord, VmRecord
@@ -88,6 +89,10 @@ class FenceMonitor:
             for n in nodes
             if n.name != self.here and n.daemonstate == "dead" and n.name not in live
         }
+        # A node left fenced in 'fence-flush' by a coordinator that died in its recovery.
+        for node in nodes:
+            if recovery_unfinished(node, self.here, live):
+                self._resume(node.name)
         dead = sorted({name for name, h in healths.items() if h.dead} | set(retry))
         self.suspects = {name: self.suspects.get(name, 0) + 1 for name in dead}
         if not dead:
@@ -118,8 +123,29 @@ class FenceMonitor:
         store = self.sim.store
         if not store.try_lock(lock, self.daemon.session):
             return  # another coordinator is fencing it
-        yield from self._fence_locked(name)
+        died = yield from self._fence_locked(name)
+        if died:
+            return  # a dead process releases nothing: its lock goes with its session
         self.suspects.pop(name, None)
+        store.release_ephemeral(lock, self.daemon.session)
+
+    def _resume(self, name: str) -> None:
+        """Finish the recovery of a fenced node, under the same lock as a fence."""
+        lock = f"locks/fence/{name}"
+        store = self.sim.store
+        if not store.try_lock(lock, self.daemon.session):
+            return  # its recovery is under way, by the coordinator that fenced it
+        node = store.node(name)
+        if recovery_unfinished(node, self.here, store.live_nodes()):
+            self.sim.log.emit(f"fencing ({self.here}): node {name!r}: resuming its recovery")
+            record = self._recover(node, dict(node.maintenance, resumed_by=self.here))
+            self.sim.invariants.maintenance_ended(name, "recovery", record)
+            self._write_node(
+                store.node(name),
+                {"domainstate": "flushed", "maintenance": dict(record, status="done")},
+                "recovery done (resumed): flushed",
+                only_if=("fenced",),
+            )
         store.release_ephemeral(lock, self.daemon.session)
 
     def _fence_locked(self, name: str) -> Activity:
@@ -162,6 +188,14 @@ class FenceMonitor:
                 "nothing recovered"
             )
             return
+        if self.here in self.sim.faults.crash_after_fence:
+            self.sim.faults.crash_after_fence.discard(self.here)
+            self.sim.log.emit(f"fault: daemon on {self.here} killed before recovering {name}")
+            here = self.here
+            self.sim.schedule(
+                self.sim.clock.now, f"kill {here}", lambda: self.sim.kill_daemon(here)
+            )
+            return True
         record = self._recover(fenced, record)
         self.sim.invariants.maintenance_ended(name, "recovery", record)
         self._write_node(
@@ -212,6 +246,7 @@ class FenceMonitor:
             store.load_nodes(),
             store.sizes,
             default_selector=store.default_selector,
+            live=store.live_nodes(),
         )
         by_uuid = {vm.uuid: vm for vm in vms}
         record = dict(record, kind="recovery")

@@ -105,6 +105,8 @@ class Faults:
     hanging_shutdowns: set[str] = field(default_factory=set)
     #: VM name -> seconds after each start at which it crashes again.
     crash_loops: dict[str, float] = field(default_factory=dict)
+    #: Coordinators whose daemon is killed right after it records its next fence.
+    crash_after_fence: set[str] = field(default_factory=set)
 
     def take_start_failure(self, vm_name: str) -> str | None:
         """The message of an injected start failure of ``vm_name`` (used up), or None."""

@@ -187,6 +187,12 @@ def _guest_shutdown(sim: Simulation, a: Mapping[str, Any]) -> None:
         sim.guest_shutdown(host, vm_uuid(name))
 
 
+def _crash_after_fence(sim: Simulation, a: Mapping[str, Any]) -> None:
+    node = str(a["node"])
+    sim.log.emit(f"fault: the daemon on {node} dies right after it records its next fence")
+    sim.faults.crash_after_fence.add(node)
+
+
 def _bmc(sim: Simulation, a: Mapping[str, Any]) -> None:
     node, mode = str(a["node"]), str(a["mode"])
     if mode not in BMC_MODES:
@@ -246,6 +252,7 @@ STEP_KINDS = {
     "crash_loop": (_crash_loop, {"vm"}, {"after"}),
     "guest_shutdown": (_guest_shutdown, {"vm"}, set()),
     "bmc": (_bmc, {"node", "mode"}, set()),
+    "crash_after_fence": (_crash_after_fence, {"node"}, set()),
 }
 
 

@@ -88,3 +88,22 @@ def test_a_fence_without_a_usable_bmc_says_which_problem() -> None:
     assert bmc is None and why_not.startswith("its BMC settings cannot be used: ")
     bmc, why_not = _bmc_of(row("hv2", ipmihostname="10.0.0.2", ipmiusername="admin"))
     assert bmc is not None and why_not == ""
+
+
+def test_an_unfinished_recovery_is_resumed_never_fenced_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nodes = [
+        row("hv1"),
+        row("hv2", "fenced", domainstate="fence-flush"),  # its coordinator died recovering it
+        row("hv3", "fenced", domainstate="flushed"),  # recovered: nothing to do
+        row("hv4", "fenced", domainstate="fence-flush"),  # its daemon is back: not ours
+        row("hv5"),
+        row("hv6"),
+    ]
+    checker, fenced = monitor(monkeypatch, nodes, {"hv1", "hv4", "hv5", "hv6"})
+    resumed: list[str] = []
+    monkeypatch.setattr(checker, "_resume", resumed.append)
+    for _ in range(3):
+        checker.check_once()
+    assert resumed == ["hv2"] * 3 and fenced == []

@@ -171,3 +171,24 @@ def test_storm_guard() -> None:
     allowed, reason = fencing_allowed(3, ["hv1"], quorum=False)
     assert not allowed and "quorum" in reason
     assert fencing_allowed(3, ["hv1"], quorum=True)[0]
+
+
+def test_recovery_never_targets_a_node_whose_daemon_has_no_session() -> None:
+    from pvc_common.ha import VmSize, recovery_plan, recovery_unfinished
+    from pvc_common.models import NodeRecord, VmRecord
+
+    nodes = [
+        NodeRecord("hv1", daemonstate="run", memtotal=8192, memfree=8000),
+        NodeRecord("hv2", daemonstate="run", memtotal=8192, memfree=4000),
+        NodeRecord("hv3", daemonstate="fenced", domainstate="fence-flush"),
+    ]
+    vm = VmRecord(uuid="u1", name="web1", node="hv3", state="start", node_selector="mem")
+    sizes = {"u1": VmSize(1024, 1)}
+    # hv1 has the most free memory, but its daemon's session is gone: hv2 it is.
+    (step,) = recovery_plan("hv3", [vm], nodes, sizes, default_selector="mem").steps
+    assert step.target == "hv1"
+    (step,) = recovery_plan("hv3", [vm], nodes, sizes, default_selector="mem", live={"hv2"}).steps
+    assert (step.action, step.target) == ("start", "hv2")
+    assert recovery_unfinished(nodes[2], "hv1", {"hv1", "hv2"})
+    assert not recovery_unfinished(nodes[2], "hv3", set())  # never its own node
+    assert not recovery_unfinished(nodes[2], "hv1", {"hv3"})  # its daemon is back
