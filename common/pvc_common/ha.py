@@ -171,16 +171,44 @@ def recovery_plan(
     As a flush, but the VMs are started (they died with the node), and the fenced node's
     own stale figures are not a candidate: it is not ready. With ``live`` (the nodes whose
     daemon holds a ZooKeeper session), a node without one is no candidate either, even if
-    it is not judged dead yet: its daemon could not start anything.
+    it is not judged dead yet: its daemon could not start anything. A VM another running
+    node lists as running there stays as it is.
     """
+    nodes = list(nodes)
     if live is not None:
         nodes = [
             n if n.name in live or n.daemonstate != "run" else replace(n, daemonstate="dead")
             for n in nodes
         ]
-    return _place_all(
-        "recovery", node, vms, nodes, sizes, default_selector, "start", "stop-autostart"
+    # A VM that another running node lists is alive there (the source of a live migration
+    # to the fenced node keeps it until the target lists it): it is left alone. Starting
+    # it would make a second copy, and clearing its RBD locks would blocklist the live one.
+    elsewhere = {
+        uuid: other.name
+        for other in nodes
+        # (after the filter above, 'run' means: with a session, when ``live`` is known)
+        if other.name != node and other.daemonstate == "run"
+        for uuid in other.runningdomains
+    }
+    left = [vm for vm in vms if vm.node == node and vm.uuid in elsewhere]
+    plan = _place_all(
+        "recovery",
+        node,
+        [vm for vm in vms if vm not in left],
+        nodes,
+        sizes,
+        default_selector,
+        "start",
+        "stop-autostart",
     )
+    if not left:
+        return plan
+    stays = [
+        PlanStep(vm.uuid, vm.name, "stay", "", f"runs on {elsewhere[vm.uuid]}: left to it")
+        for vm in left
+    ]
+    steps = sorted((*plan.steps, *stays), key=lambda step: (step.name, step.uuid))
+    return Plan(plan.kind, plan.node, tuple(steps))
 
 
 def ready_plan(

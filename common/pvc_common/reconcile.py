@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .models import NodeRecord, VmRecord
+from .vm_rules import DRAINED_DOMAIN_STATES
 
 
 class Presence(StrEnum):
@@ -178,9 +179,10 @@ def migration_method_for(
 
     ``live`` means live, falling back to shutdown and start unless the VM is live-only.
     A VM is never shut down for a target that cannot take it (unknown node, daemon not
-    running, no ZooKeeper session (``alive``), no published URIs): it stays where it
-    runs, with the reason. The daemon asks again after failed live attempts, before it
-    falls back: a target that died meanwhile keeps its row's ``run`` for a while.
+    running, no ZooKeeper session (``alive``), flushed or fenced, no published URIs): it
+    stays where it runs, with the reason. The daemon asks again after failed live
+    attempts, before it falls back: a target that died meanwhile keeps its row's ``run``
+    for a while.
     """
     if target is None:
         return "stay", f"migration target {vm.node!r} is not a known node"
@@ -188,6 +190,8 @@ def migration_method_for(
         return "stay", f"migration target {target.name}'s daemon is {target.daemonstate}, not run"
     if not alive:
         return "stay", f"migration target {target.name} has no ZooKeeper session (down?)"
+    if target.domainstate in DRAINED_DOMAIN_STATES:
+        return "stay", f"migration target {target.name} is {target.domainstate}"
     if not (target.libvirturi and target.migrationuri):
         return "stay", f"migration target {target.name} has not published its libvirt URIs"
     return ("shutdown" if vm.migration_method == "shutdown" else "live"), ""

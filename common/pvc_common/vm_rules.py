@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput, PreconditionFailed
-from .models import VmRecord
+from .models import NodeRecord, VmRecord
 
 #: States in which the VM is (or is about to be) running on its node.
 ACTIVE_STATES = frozenset({"start", "restart", "migrate"})
@@ -120,3 +120,26 @@ def _placement_values(vm: VmRecord, target: str) -> dict[str, Any]:
         values["state"] = "migrate"
         values["failedreason"] = ""  # the outcome of this migration will say what happened
     return as_request(vm, values)
+
+
+def live_retry_refusal(vm: VmRecord | None, target: NodeRecord) -> str:
+    """Why a failed live migration to ``target`` must not be tried again ('' if it may).
+
+    Read both afresh before each retry: meanwhile the target may have been fenced or
+    flushed (no VM may arrive on it), or the VM sent elsewhere by a newer request.
+    """
+    if vm is None:
+        return "the VM was removed"
+    if vm.node != target.name:
+        return f"the VM is now meant for {vm.node or 'no node'}, not {target.name}"
+    if target.daemonstate != "run" or target.domainstate in DRAINED_DOMAIN_STATES:
+        return (
+            f"{target.name} cannot take it any more "
+            f"(daemon {target.daemonstate}, domain {target.domainstate})"
+        )
+    return ""
+
+
+#: A node in these domain states is being emptied, is empty, or was fenced: no VM may
+#: arrive on it (a node being readied, ``unflush``, takes its VMs back).
+DRAINED_DOMAIN_STATES = ("flush", "flushed", "fence-flush")

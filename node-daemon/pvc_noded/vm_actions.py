@@ -25,9 +25,10 @@ from pvc_common.reconcile import (
     migration_method_for,
     migration_revert,
 )
-from pvc_common.snapshot import load_node
+from pvc_common.snapshot import load_node, load_vms
 from pvc_common.storage import RbdLocks
 from pvc_common.store import ZkStore
+from pvc_common.vm_rules import live_retry_refusal
 
 from .config import NodeConfig
 from .hypervisor import Hypervisor
@@ -295,6 +296,14 @@ def _try_live(ctx: ActionContext, vm: VmRecord, target: NodeRecord) -> str:
     """Live-migrate, a few attempts; return '' on success or the last error."""
     error = ""
     for attempt in range(1, ctx.config.migration.attempts + 1):
+        if attempt > 1:
+            found = load_vms(ctx.store, [vm.uuid])
+            refusal = live_retry_refusal(
+                found[0] if found else None, load_node(ctx.store, target.name)
+            )
+            if refusal:
+                log.warning("vm %r: not trying again: %s", vm.name, refusal)
+                return f"{error}; not tried again: {refusal}"
         try:
             ctx.hypervisor.migrate(
                 vm.uuid,

@@ -126,7 +126,7 @@ class SimHypervisor:
             del peer.domains[uuid]  # the target's paused copy is discarded
         if injected is not None:
             why = injected
-        elif not peer.up:
+        elif not peer.up or not arrived:  # down, or rebooted: its paused copy is gone
             why = f"connection to {target} lost"
         else:
             why = "the VM is not running here"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pvc_common.errors import Conflict, HypervisorError
 from pvc_common.models import NodeRecord, VmRecord
 from pvc_common.reconcile import Action, Kind, migration_method_for, migration_revert
+from pvc_common.vm_rules import live_retry_refusal
 
 from .clock import Activity
 
@@ -210,7 +211,12 @@ def _stay(daemon: DaemonProcess, vm: VmRecord, reason: str) -> None:
 def _try_live(daemon: DaemonProcess, vm: VmRecord, target: NodeRecord) -> Activity:
     """Live-migrate, a few attempts; return '' on success or the last error."""
     error = ""
-    for _attempt in range(daemon.sim.settings.migration_attempts):
+    store = daemon.sim.store
+    for attempt in range(daemon.sim.settings.migration_attempts):
+        if attempt > 0:
+            refusal = live_retry_refusal(store.vm(vm.uuid), store.node(target.name))
+            if refusal:
+                return f"{error}; not tried again: {refusal}"
         try:
             yield from daemon.hypervisor.migrate(vm.uuid, target.name)
             return ""

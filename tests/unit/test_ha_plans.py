@@ -192,3 +192,27 @@ def test_recovery_never_targets_a_node_whose_daemon_has_no_session() -> None:
     assert recovery_unfinished(nodes[2], "hv1", {"hv1", "hv2"})
     assert not recovery_unfinished(nodes[2], "hv3", set())  # never its own node
     assert not recovery_unfinished(nodes[2], "hv1", {"hv3"})  # its daemon is back
+
+
+def test_recovery_leaves_alone_a_vm_another_running_node_lists() -> None:
+    from pvc_common.ha import VmSize, recovery_plan
+    from pvc_common.models import NodeRecord, VmRecord
+
+    nodes = [
+        NodeRecord("hv1", daemonstate="run", memtotal=8192, memfree=4000, runningdomains=("u1",)),
+        NodeRecord("hv2", daemonstate="fenced", domainstate="fence-flush"),
+        NodeRecord("hv3", daemonstate="run", memtotal=8192, memfree=8000),
+    ]
+    migrating = VmRecord(uuid="u1", name="web1", node="hv2", lastnode="hv1", state="start")
+    died = VmRecord(uuid="u2", name="db1", node="hv2", state="start")
+    sizes = {"u1": VmSize(1024, 1), "u2": VmSize(1024, 1)}
+    plan = recovery_plan(
+        "hv2", [migrating, died], nodes, sizes, default_selector="mem", live={"hv1", "hv3"}
+    )
+    assert [(s.name, s.action, s.target, s.reason) for s in plan.steps] == [
+        ("db1", "start", "hv3", "selector mem"),
+        ("web1", "stay", "", "runs on hv1: left to it"),
+    ]
+    # A lister without a ZooKeeper session proves nothing: the VM is recovered.
+    plan = recovery_plan("hv2", [migrating], nodes, sizes, default_selector="mem", live={"hv3"})
+    assert [(s.action, s.target) for s in plan.steps] == [("start", "hv3")]

@@ -117,3 +117,20 @@ def test_every_request_is_numbered_one_above_the_last() -> None:
     numbered = VmRecord(uuid="u", name="web1", state="stop", node="hv1", request=41)
     assert state_change(numbered, "start").values["request"] == 42
     assert move_change(numbered, "hv2").values["request"] == 42
+
+
+def test_a_live_migration_is_not_tried_again_toward_a_node_that_cannot_take_it() -> None:
+    from pvc_common.models import NodeRecord
+    from pvc_common.vm_rules import live_retry_refusal
+
+    vm = VmRecord(uuid="u1", name="web1", node="hv2", state="start")
+    ready = NodeRecord("hv2", daemonstate="run", domainstate="ready")
+    assert live_retry_refusal(vm, ready) == ""
+    assert live_retry_refusal(vm, NodeRecord("hv2", daemonstate="run", domainstate="unflush")) == ""
+    for daemon, domain in (("run", "flush"), ("run", "flushed"), ("fenced", "fence-flush")):
+        refusal = live_retry_refusal(vm, NodeRecord("hv2", daemonstate=daemon, domainstate=domain))
+        assert refusal == f"hv2 cannot take it any more (daemon {daemon}, domain {domain})"
+    assert "now meant for hv3" in live_retry_refusal(
+        VmRecord(uuid="u1", name="web1", node="hv3"), ready
+    )
+    assert live_retry_refusal(None, ready) == "the VM was removed"
