@@ -239,17 +239,17 @@ def render_schema() -> str:
 
 
 def walk(
-    command: click.Command, name: str, parent: click.Context | None
+    command: click.Command, name: str, parent: click.Context | None, width: int = WIDTH
 ) -> Iterator[click.Context]:
     """A help context for ``command`` and, recursively, each subcommand, sorted by name."""
-    settings = {**command.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    settings = {**command.context_settings, "terminal_width": width, "max_content_width": width}
     ctx = click.Context(command, info_name=name, parent=parent, **settings)
     yield ctx
     if isinstance(command, click.Group):
         for sub_name in sorted(command.list_commands(ctx)):
             sub = command.get_command(ctx, sub_name)
             if sub is not None and not sub.hidden:
-                yield from walk(sub, sub_name, ctx)
+                yield from walk(sub, sub_name, ctx, width)
 
 
 def commands_with(contexts: Sequence[click.Context], param: str, help_word: str = "") -> str:
@@ -265,8 +265,8 @@ def commands_with(contexts: Sequence[click.Context], param: str, help_word: str 
     return ", ".join(f"`{path}`" for path in paths)
 
 
-def exit_code_rows() -> list[str]:
-    """The exit code table, from the error classes' ``exit_code`` and docstrings."""
+def exit_codes() -> list[tuple[int, str]]:
+    """Each exit code of ``pvc`` and its meaning, from the error classes' ``exit_code``."""
     classes: list[type[PvcError]] = []
     pending = list(PvcError.__subclasses__())
     while pending:
@@ -291,8 +291,13 @@ def exit_code_rows() -> list[str]:
     # By code (a stable sort: on a shared code the hand-written row comes first), then by name.
     classes.sort(key=lambda error: error.__name__)
     codes += [(error.exit_code, f"{docstring(error)} (`{error.__name__}`)") for error in classes]
-    ordered = sorted(codes, key=lambda row: row[0])
-    return ["| Code | Meaning |", "|---|---|", *(f"| {c} | {cell(text)} |" for c, text in ordered)]
+    return sorted(codes, key=lambda row: row[0])
+
+
+def exit_code_rows() -> list[str]:
+    """The exit code table of ``docs/cli.md``."""
+    rows = [f"| {code} | {cell(text)} |" for code, text in exit_codes()]
+    return ["| Code | Meaning |", "|---|---|", *rows]
 
 
 def fenced(text: str) -> str:
@@ -544,10 +549,186 @@ def render_api_reference() -> str:
 
 # --------------------------------------------------------------------------- main
 
+# --------------------------------------------------------------------------- manual pages
+
+#: Width of the help texts in the manual pages (shown as they are, in no-fill mode).
+MAN_WIDTH = 78
+
+
+def roff(text: str) -> str:
+    """``text`` safe in a roff document: backslashes escaped, no line taken for a request."""
+    escaped = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join(
+        "\\&" + line if line.startswith((".", "'")) else line for line in escaped.splitlines()
+    )
+
+
+def man_header(name: str, section: int, summary: str) -> list[str]:
+    """The title and NAME section of a manual page (no date: the output is reproducible)."""
+    return [
+        f'.TH {name.upper()} {section} "" "pvc" "pvc manual"',
+        ".SH NAME",
+        f"{name} \\- {roff(summary)}",
+    ]
+
+
+def preformatted(text: str) -> list[str]:
+    """``text`` shown as it is (help already laid out by Click or argparse)."""
+    return [".nf", roff(text.rstrip()), ".fi"]
+
+
+def render_pvc_man() -> str:
+    """``docs/man/pvc.1``: the whole command line, from the same definitions as cli.md."""
+    contexts = list(walk(cli, "pvc", None, MAN_WIDTH))
+    lines = [
+        *man_header("pvc", 1, "manage a pvc hypervisor cluster"),
+        ".SH SYNOPSIS",
+        ".B pvc",
+        "[\\fIOPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGUMENTS\\fR]...",
+        ".SH DESCRIPTION",
+        roff(
+            "pvc manages a cluster of hypervisors by writing the desired state of its VMs, "
+            "nodes and networks into ZooKeeper; the node daemons, pvcnoded(8), carry it out. "
+            "Commands that ask for a change return once it is written; --wait, where a "
+            "command has it, follows it to its outcome. Errors are one line on standard "
+            "error, and the exit status says which kind (see EXIT STATUS)."
+        ),
+        ".PP",
+        roff(
+            "Every command and subcommand accepts -h/--help. -o/--format json or yaml gives "
+            "the data of a listing or an info for scripts."
+        ),
+        ".PP",
+        *preformatted(contexts[0].command.get_help(contexts[0])),
+        ".SH COMMANDS",
+    ]
+    for ctx in contexts[1:]:
+        lines += [f'.SS "{roff(ctx.command_path)}"', *preformatted(ctx.command.get_help(ctx))]
+    lines += [".SH ENVIRONMENT"]
+    for variable, meaning in (
+        (
+            "PVC_ZOOKEEPER",
+            f"the ZooKeeper connect string when -z is not given (default {DEFAULT_ZOOKEEPER})",
+        ),
+        ("PVC_TIMEOUT", "seconds to wait for ZooKeeper when --timeout is not given"),
+        ("NO_COLOR", "any non-empty value: tables are never coloured"),
+        ("CLICOLOR_FORCE", "anything but 0: tables are coloured even when piped"),
+    ):
+        lines += [".TP", f"\\fB{variable}\\fR", roff(meaning)]
+    lines += [".SH EXIT STATUS"]
+    for code, meaning in exit_codes():
+        lines += [".TP", f"\\fB{code}\\fR", roff(meaning.replace("`", ""))]
+    lines += [
+        ".SH SEE ALSO",
+        "pvcnoded(8), pvcapid(8); the operations guide, docs/operations.md, and the "
+        "troubleshooting guide, docs/troubleshooting.md, in the project's sources.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def daemon_man(
+    name: str, parser: argparse.ArgumentParser, summary: str, extra: Sequence[str]
+) -> str:
+    """The manual page of a daemon, from its argparse command line, plus ``extra`` lines."""
+    options = [action for action in parser._actions if action.option_strings]
+    synopsis = " ".join(
+        f"[\\fB{roff(action.option_strings[-1])}\\fR"
+        + ("" if action.nargs == 0 else f" \\fI{action.metavar or action.dest.upper()}\\fR")
+        + "]"
+        for action in options
+        if action.dest != "help"
+    )
+    lines = [
+        *man_header(name, 8, summary),
+        ".SH SYNOPSIS",
+        f".B {name}",
+        synopsis,
+        ".SH DESCRIPTION",
+        roff(" ".join((parser.description or "").split())),
+        ".SH OPTIONS",
+    ]
+    for action in options:
+        flags = ", ".join(action.option_strings)
+        argument = "" if action.nargs == 0 else f" \\fI{action.metavar or action.dest.upper()}\\fR"
+        lines += [".TP", f"\\fB{roff(flags)}\\fR{argument}", roff(action.help or "")]
+    return "\n".join([*lines, *extra]) + "\n"
+
+
+def render_pvcnoded_man() -> str:
+    """``docs/man/pvcnoded.8``."""
+    from pvc_noded.main import argument_parser
+
+    return daemon_man(
+        "pvcnoded",
+        argument_parser(),
+        "node daemon of a pvc cluster",
+        [
+            ".SH FILES",
+            ".TP",
+            "\\fI/etc/pvc/pvcnoded.yaml\\fR",
+            roff(
+                "The configuration: node name and type, ZooKeeper, libvirt, fencing and its "
+                "BMC, maintenance, console logs. Every key is commented in the sample "
+                "(node-daemon/pvcnoded.sample.yaml in the sources; the file the Debian "
+                "package installs) and described in docs/node-daemon.md."
+            ),
+            ".SH SIGNALS",
+            roff(
+                "SIGTERM and SIGINT stop the daemon cleanly: it marks its node stopped and "
+                "leaves the running VMs running. A node stopped so is never fenced."
+            ),
+            ".SH EXIT STATUS",
+            roff(
+                "0 after a clean stop or a valid --validate-config; 2 for a configuration "
+                "that cannot be used (every problem is named on standard error)."
+            ),
+            ".SH SEE ALSO",
+            "pvc(1), pvcapid(8), docs/node-daemon.md and docs/operations.md in the sources.",
+        ],
+    )
+
+
+def render_pvcapid_man() -> str:
+    """``docs/man/pvcapid.8``."""
+    from pvc_apid.main import argument_parser
+
+    return daemon_man(
+        "pvcapid",
+        argument_parser(),
+        "HTTP API daemon of a pvc cluster",
+        [
+            ".SH FILES",
+            ".TP",
+            "\\fI/etc/pvc/pvcapid.yaml\\fR",
+            roff(
+                "The configuration: ZooKeeper, listen address and port (default "
+                "127.0.0.1:7370), TLS certificate and key, API keys, workers, threads and "
+                "max_wait; every key is commented in api-daemon/pvcapid.sample.yaml. It "
+                "holds secrets: keep it readable by the daemon only."
+            ),
+            ".SH ENDPOINTS",
+            roff(
+                f"Everything under {PREFIX} is described by the OpenAPI document the daemon "
+                f"serves at {PREFIX}/openapi.json, and as a page at {PREFIX}/docs. Every "
+                f"other endpoint but {PREFIX} itself needs one of the API keys, in the "
+                f"{KEY_HEADER} header or as a Bearer token; /metrics gives the cluster's "
+                "figures to Prometheus."
+            ),
+            ".SH EXIT STATUS",
+            roff("0 after a clean stop or a valid --validate-config; 2 for a bad configuration."),
+            ".SH SEE ALSO",
+            "pvc(1), pvcnoded(8), docs/api.md and docs/api-reference.md in the sources.",
+        ],
+    )
+
+
 OUTPUTS: dict[str, Callable[[], str]] = {
     "docs/schema.md": render_schema,
     "docs/cli.md": render_cli,
     "docs/api-reference.md": render_api_reference,
+    "docs/man/pvc.1": render_pvc_man,
+    "docs/man/pvcnoded.8": render_pvcnoded_man,
+    "docs/man/pvcapid.8": render_pvcapid_man,
 }
 
 
@@ -600,6 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.exists() and path.read_text(encoding="utf-8") == text:
             print(f"{name}: unchanged")
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"{name}: written")
     return 0

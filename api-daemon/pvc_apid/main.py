@@ -54,9 +54,16 @@ class _Server(BaseApplication):  # type: ignore[misc]
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pvcapid`` command."""
-    parser = argparse.ArgumentParser(prog="pvcapid", description=__doc__)
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line of ``pvcapid`` (also the source of its manual page)."""
+    parser = argparse.ArgumentParser(
+        prog="pvcapid",
+        description=(
+            "HTTP API daemon of a pvc cluster: serves the cluster under /api/v1 (and "
+            "/metrics) with gunicorn, api.workers processes each with its own ZooKeeper "
+            "session and api.threads request threads. SIGTERM stops it cleanly."
+        ),
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -68,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="check the configuration, print it (keys masked) and exit",
     )
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pvcapid`` command."""
+    options = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(options.config)

@@ -18,7 +18,8 @@ from .logging_setup import configure_logging
 log = logging.getLogger("pvc_noded")
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line of ``pvcnoded`` (also the source of its manual page)."""
     parser = argparse.ArgumentParser(
         prog="pvcnoded",
         description=(
@@ -39,7 +40,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="check the configuration, print the effective settings and exit (0 = valid)",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    return argument_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

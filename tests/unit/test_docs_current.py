@@ -71,3 +71,19 @@ def test_schema_doc_lists_field(fields: str, key: str) -> None:
     text = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
     row = re.compile(rf"^\| `{re.escape(key)}` \|", re.MULTILINE)
     assert row.search(text), f"docs/schema.md has no table row for {fields} key {key!r}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GENERATOR.OUTPUTS if n.startswith("docs/man/")))
+def test_manual_page_formats_without_warnings(name: str) -> None:
+    import shutil
+    import subprocess
+
+    groff = shutil.which("groff")
+    if groff is None:
+        pytest.skip("groff is not installed: the manual pages cannot be formatted here")
+    result = subprocess.run(
+        [groff, "-man", "-ww", "-z", str(ROOT / name)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    title = name.rsplit("/", 1)[1].split(".")[0].upper()
+    assert (ROOT / name).read_text().startswith(f".TH {title} ")
