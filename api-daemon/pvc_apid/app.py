@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
@@ -91,12 +91,14 @@ def create_app(
 
     @app.before_request
     def authenticate() -> tuple[Response, int] | None:
+        # Compared once per request; the view names the key's position in VM histories.
+        g.key_index = key_index(given_key(), keys)
         route = _route_of(request.endpoint)
         if not authentication or (route is not None and route.public):
             return None
         if request.endpoint in ("openapi", "api-docs"):
             return None
-        if not key_accepted(given_key(), keys):
+        if g.key_index is None:
             return error(401, f"a valid API key is required in the {KEY_HEADER} header")
         return None
 
@@ -111,7 +113,7 @@ def create_app(
         app.add_url_rule(
             PREFIX + route.path,
             endpoint=_endpoint(route),
-            view_func=_view(store, route, max_wait, keys),
+            view_func=_view(store, route, max_wait),
             methods=[route.method],
         )
 
@@ -134,7 +136,7 @@ def _route_of(endpoint: str | None) -> Route | None:
     return next((route for route in ROUTES if _endpoint(route) == endpoint), None)
 
 
-def _view(store: ZkStore, route: Route, max_wait: int, keys: Sequence[str]) -> Any:
+def _view(store: ZkStore, route: Route, max_wait: int) -> Any:
     def view(**path: str) -> Response:
         given: dict[str, Any] = dict(request.args.items())
         given.update(request.form.items())
@@ -152,7 +154,7 @@ def _view(store: ZkStore, route: Route, max_wait: int, keys: Sequence[str]) -> A
                 )
             values[WAIT_TIMEOUT] = min(values[WAIT_TIMEOUT], max_wait)
         # The VM history names who asked: this daemon, for which client and key.
-        index = key_index(given_key(), keys)
+        index = g.key_index
         actor = f"pvcapid for {request.remote_addr}"
         if index is not None:
             actor += f" (key #{index + 1})"

@@ -318,6 +318,14 @@ WAIT_TIMEOUT = "wait_timeout"
 DEFAULT_MAX_WAIT = 3600
 
 
+#: The metadata a definition and a metadata change both take (besides the limit).
+PLACEMENT_METADATA = (
+    Param("selector", "string", "how a target is chosen", choices=schema.SELECTORS),
+    Param("autostart", "boolean", "start it when its node is next ready"),
+    Param("migration_method", "string", "how it changes node", choices=schema.MIGRATION_METHODS),
+)
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "", "The API's name and versions (no API key needed)", _version, public=True),
     Route("GET", "/status", "Cluster status: health, node and VM counts", _status),
@@ -381,14 +389,7 @@ ROUTES: tuple[Route, ...] = (
             Param("xml", "string", "the libvirt domain XML", required=True),
             Param("node", "string", "the node to define it on (default: chosen)"),
             Param("limit", "string", "comma-separated nodes it may run on"),
-            Param("selector", "string", "how a target is chosen", choices=schema.SELECTORS),
-            Param("autostart", "boolean", "start it when its node is next ready"),
-            Param(
-                "migration_method",
-                "string",
-                "how it changes node",
-                choices=schema.MIGRATION_METHODS,
-            ),
+            *PLACEMENT_METADATA,
         ),
         status=201,
     ),
@@ -400,14 +401,7 @@ ROUTES: tuple[Route, ...] = (
         _meta,
         (
             Param("limit", "string", "comma-separated nodes it may run on ('' = any)"),
-            Param("selector", "string", "how a target is chosen", choices=schema.SELECTORS),
-            Param("autostart", "boolean", "start it when its node is next ready"),
-            Param(
-                "migration_method",
-                "string",
-                "how it changes node",
-                choices=schema.MIGRATION_METHODS,
-            ),
+            *PLACEMENT_METADATA,
         ),
     ),
     Route(
