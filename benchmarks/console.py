@@ -91,7 +91,6 @@ import difflib
 import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -109,7 +108,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from machine_facts import cpu_model, zookeeper_version
+from machine_facts import machine_facts, zookeeper_version
 from timing_table import banner, column_header, rule, timing_row
 
 from pvc_common import schema, vm_ops
@@ -859,17 +858,6 @@ def measure_idle(
 
 
 # --------------------------------------------------------------------------- the report
-
-
-def machine_facts() -> dict[str, Any]:
-    """What the figures were measured on: CPU, kernel, load, Python."""
-    return {
-        "cpu_model": cpu_model(),
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "load_average_at_end": list(os.getloadavg()),
-        "python": platform.python_version(),
-    }
 
 
 LABEL_WIDTH = 46

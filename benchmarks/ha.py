@@ -89,7 +89,6 @@ import functools
 import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -109,7 +108,7 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 import yaml
-from machine_facts import cpu_model, zookeeper_version
+from machine_facts import machine_facts, zookeeper_version
 from timing_table import banner, column_header, timing_row
 from timing_table import ratio_of_medians as ratio
 
@@ -902,17 +901,6 @@ def part_facts(cluster: LocalCluster, conn: libvirt.virConnect | None) -> dict[s
             "qemu": version_text(conn.getVersion()),
         }
     return facts
-
-
-def machine_facts() -> dict[str, Any]:
-    """What the figures were measured on: CPU, kernel, load, Python."""
-    return {
-        "cpu_model": cpu_model(),
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "load_average_at_end": list(os.getloadavg()),
-        "python": platform.python_version(),
-    }
 
 
 #: Width of the label column of the tables.

@@ -90,6 +90,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import libvirt
+from machine_facts import cpu_model, zookeeper_version
 from timing_table import banner, column_header, timing_row
 
 from pvc_common.errors import PvcError
@@ -311,35 +312,6 @@ def first_line_with(lines: list[tuple[float, str]], needle: str) -> tuple[float,
 def version_text(number: int) -> str:
     """libvirt's packed version number (major * 1,000,000 + minor * 1,000 + micro)."""
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
-
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def zookeeper_version(hosts: str) -> str:
-    """The version the cluster's ZooKeeper server reports (four-letter word ``srvr``)."""
-    from tests.harness.zookeeper import four_letter_word
-
-    host, _, port = hosts.split(",")[0].rpartition(":")
-    try:
-        reply = four_letter_word(int(port), "srvr", host=host, timeout=2.0)
-    except OSError as error:
-        return f"unknown ({error})"
-    for line in reply.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "zookeeper version":
-            # Debian's build leaves an unexpanded Maven placeholder in the version.
-            return re.sub(r"-\$\{[^}]*\}", "", value.strip().split(",")[0])
-    return "unknown"
 
 
 # --------------------------------------------------------------------------- (a) start

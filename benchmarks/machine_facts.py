@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from pathlib import Path
+from typing import Any
 
 
 def cpu_model() -> str:
@@ -51,3 +53,14 @@ def zookeeper_version(hosts: str) -> str:
             # Debian's build leaves an unexpanded Maven placeholder in the version.
             return re.sub(r"-\$\{[^}]*\}", "", value.strip().split(",")[0])
     return "unknown"
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures were measured on: CPU, kernel, load, Python."""
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "load_average_at_end": list(os.getloadavg()),
+        "python": platform.python_version(),
+    }

@@ -74,6 +74,7 @@ import click
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from machine_facts import cpu_model, zookeeper_version
 from timing_table import banner, median_and_min, rule
 
 from pvc_cli.output import Cell, render_table, state_cell
@@ -623,42 +624,6 @@ def measure_in_process(hosts: str, runs: int, vm_count: int) -> dict[str, Any]:
         "list_vms": phases["list_vms"],
         "parse_and_render": phases["parse_and_render"],
     }
-
-
-# --------------------------------------------------------------------------- machine facts
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def first_address(hosts: str) -> tuple[str, int]:
-    """Host and port of the first server of a connect string."""
-    first = hosts.partition("/")[0].split(",")[0]
-    host, _, port = first.rpartition(":")
-    return (host, int(port)) if host else (first, 2181)
-
-
-def zookeeper_version(hosts: str) -> str:
-    from tests.harness.zookeeper import four_letter_word
-
-    host, port = first_address(hosts)
-    try:
-        reply = four_letter_word(port, "srvr", host=host, timeout=2.0)
-    except OSError as error:
-        return f"unknown ({error})"
-    for line in reply.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "zookeeper version":
-            return value.strip()
-    return "unknown (no version in srvr reply)"
 
 
 # --------------------------------------------------------------------------- the run
