@@ -110,6 +110,10 @@ def _follow(store: ZkStore, uuid: str, lines: int) -> int:
             err=True,
         )
 
+    # Ctrl-C only sets ``stop``: raised as KeyboardInterrupt it could land inside the
+    # ZooKeeper client's own code and leave it unable to close. The loop sees ``stop``
+    # within a second and returns.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
         follow_console(
             store,
@@ -119,16 +123,15 @@ def _follow(store: ZkStore, uuid: str, lines: int) -> int:
             on_skipped=on_skipped,
             stop=stop,
         )
-    except KeyboardInterrupt:
-        stop.set()
-        if mid_line:
-            _write("\n")
-        return 0
     except NotFound:
         if mid_line:
             _write("\n")
         click.echo("-- the VM was removed --", err=True)
         return 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if mid_line:
+        _write("\n")
     return 0
 
 
